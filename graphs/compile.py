@@ -1,0 +1,309 @@
+"""Compile a :class:`~graphs.Layout` into a fixed graph structure and gather indices.
+
+Everything here depends on the Layout alone, so it is computed once and cached on the Layout;
+converting a network is then one gather of its flat parameter vector (see :mod:`graphs.convert`).
+
+Nodes:
+  * one *neuron* node per unit of every **neuron space**: the node part of a parameter axis label
+    (fixed spatial factors, i.e. kernel offsets and flattened positions, are edge-vector slots, not
+    nodes; concatenations contribute their blocks' nodes). Axes with the same label share nodes, so
+    a residual stream is one set of neurons.
+  * one *parameter* node per parameter tensor that has fewer than two neuron axes (biases, norm
+    scales, running statistics, scalars): its elements are edges from it to the neurons it acts on
+    (or its own features when it has no neuron axis).
+
+Edges: an element of a weight with two neuron axes is an edge from its input neuron to its output
+neuron; elements that differ only in fixed spatial slots share an edge, as a vector (packed kernel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from graphs.errors import UnsupportedNetworkError
+from graphs.layout import Layout
+from graphs.param_graph import EDGE_TYPES, NodeType
+
+__all__ = ["Compiled", "compile_layout", "axis_maps"]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The structure shared by every graph of one Layout.
+
+    Attributes:
+        edge_index: ``[2, E]`` source/target node of every edge.
+        edge_type: ``[E]`` index into :data:`graphs.param_graph.EDGE_TYPES`.
+        edge_param: ``[E]`` index of the parameter an edge comes from.
+        node_type: ``[N]`` :class:`graphs.param_graph.NodeType` values.
+        node_pos: ``[N]`` position of fixed coordinates (-1 for a neuron no symmetry can tell apart).
+        node_movable: ``[N]`` bool, some symmetry moves this neuron.
+        node_space: ``[N]`` index of the neuron space (or parameter node) of each node.
+        edge_gather: ``[E * K]`` index into ``cat(vec, [0])`` filling ``edge_attr``.
+        node_gather: ``[N * K]`` index into ``cat(vec, [0])`` filling ``x``.
+        inverse: ``[P]`` index into ``cat(edge_attr.flatten(), x.flatten())`` giving back ``vec``.
+        width: ``K``, the edge/node feature width (largest packed vector).
+        spaces: Label (JSON tree) of every neuron space, in node order.
+    """
+
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    edge_param: torch.Tensor
+    node_type: torch.Tensor
+    node_pos: torch.Tensor
+    node_movable: torch.Tensor
+    node_space: torch.Tensor
+    edge_gather: torch.Tensor
+    node_gather: torch.Tensor
+    inverse: torch.Tensor
+    width: int
+    spaces: tuple
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of nodes."""
+        return int(self.node_type.numel())
+
+
+def compile_layout(layout: Layout) -> Compiled:
+    """Return the (cached) compiled structure of ``layout``."""
+    got = layout._cache.get("compiled")
+    if got is None:
+        got = _Builder(layout).build()
+        layout._cache["compiled"] = got
+    return got
+
+
+def axis_maps(layout: Layout, label) -> tuple[list, np.ndarray, np.ndarray, int]:
+    """Decompose an axis label into per-index (node-space key, unit, vector slot).
+
+    Returns:
+        ``(keys, units, slots, vlen)``: ``keys[i]`` is the neuron-space label of index ``i`` (None when
+        the index has no neuron part), ``units[i]`` the unit inside that space, ``slots[i]`` the
+        position in the axis's vector part, ``vlen`` the vector length of the axis.
+    """
+    groups = layout.groups
+    tag = label[0]
+    if tag == "u":
+        return [None], np.zeros(1, np.int64), np.zeros(1, np.int64), 1
+    if tag == "a":
+        g = groups[label[1]]
+        n = g.size
+        if g.spatial:
+            return [None] * n, np.zeros(n, np.int64), np.arange(n), n
+        return [label] * n, np.arange(n), np.zeros(n, np.int64), 1
+    if tag == "c":
+        keys, units, slots, vlen = [], [], [], 1
+        for blk in label[1]:
+            k, u, s, v = axis_maps(layout, blk)
+            keys += k
+            units.append(u)
+            slots.append(s)
+            vlen = max(vlen, v)
+        return keys, np.concatenate(units), np.concatenate(slots), vlen
+    factors = list(label[1])
+    is_vec = [f[0] == "a" and groups[f[1]].spatial for f in factors]
+    sizes = [_size(layout, f) for f in factors]
+    node_f = [f for f, v in zip(factors, is_vec, strict=True) if not v]
+    key = None if not node_f else (node_f[0] if len(node_f) == 1 else ("p", tuple(node_f)))
+    grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
+    unit = np.zeros(grids[0].shape, np.int64)
+    slot = np.zeros(grids[0].shape, np.int64)
+    vlen = 1
+    for gi, s, v in zip(grids, sizes, is_vec, strict=True):
+        if v:
+            slot = slot * s + gi
+            vlen *= s
+        else:
+            unit = unit * s + gi
+    n = unit.size
+    return [key] * n, unit.reshape(-1), slot.reshape(-1), vlen
+
+
+def _size(layout: Layout, label) -> int:
+    if label[0] == "u":
+        return 1
+    if label[0] == "a":
+        return layout.groups[label[1]].size
+    sizes = [_size(layout, x) for x in label[1]]
+    return int(np.prod(sizes)) if label[0] == "p" else int(sum(sizes))
+
+
+def _leaves(layout: Layout, label) -> list[tuple[int, int]]:
+    """For every unit of a (node-part) label, nothing but its fixed coordinates, as a tuple."""
+    if label[0] == "u":
+        return [()]
+    if label[0] == "a":
+        g = layout.groups[label[1]]
+        return [((g.id, i),) if g.fixed else () for i in range(g.size)]
+    parts = [_leaves(layout, x) for x in label[1]]
+    if label[0] == "c":
+        return [((-1 - b, 0),) + u for b, p in enumerate(parts) for u in p]
+    out = [()]
+    for p in parts:
+        out = [a + b for a in out for b in p]
+    return out
+
+
+class _Builder:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.space_index: dict = {}
+        self.spaces: list = []
+        self.space_offset: list[int] = []
+        self.n_nodes = 0
+        self.node_type: list[np.ndarray] = []
+        self.node_pos: list[np.ndarray] = []
+        self.node_movable: list[np.ndarray] = []
+        self.node_space: list[np.ndarray] = []
+
+    def space(self, key) -> int:
+        """Node offset of neuron space ``key``, creating its nodes on first use."""
+        if key in self.space_index:
+            return self.space_offset[self.space_index[key]]
+        groups = self.layout.groups
+        atoms = _atoms(key)
+        fixed = all(groups[a].fixed for a in atoms)
+        kinds = {k for a in atoms for k in groups[a].kinds}
+        n = _size(self.layout, key)
+        if fixed:
+            kind = NodeType.INPUT if "input" in kinds else NodeType.OUTPUT if "output" in kinds else NodeType.FIXED
+            pos = np.arange(n)
+        else:
+            kind = NodeType.HIDDEN
+            coords = _leaves(self.layout, key)
+            codes: dict = {}
+            pos = np.array([-1 if not c else codes.setdefault(c, len(codes)) for c in coords], np.int64)
+        movable = not fixed and any(not groups[a].fixed and groups[a].size > 1 for a in atoms)
+        idx = len(self.spaces)
+        self.space_index[key] = idx
+        self.spaces.append(key)
+        self.space_offset.append(self.n_nodes)
+        self.node_type.append(np.full(n, int(kind)))
+        self.node_pos.append(pos)
+        self.node_movable.append(np.full(n, movable))
+        self.node_space.append(np.full(n, idx))
+        self.n_nodes += n
+        return self.space_offset[idx]
+
+    def param_node(self, p_index: int) -> int:
+        """A new parameter node for parameter ``p_index``."""
+        node = self.n_nodes
+        self.node_type.append(np.array([int(NodeType.PARAM)]))
+        self.node_pos.append(np.array([p_index]))
+        self.node_movable.append(np.array([False]))
+        self.node_space.append(np.array([-1 - p_index]))
+        self.n_nodes += 1
+        return node
+
+    def build(self) -> Compiled:
+        layout = self.layout
+        P = layout.num_params
+        per_param = []  # (p_index, kind, src, dst, slot, is_matrix); kind 0: edges, 1: parameter-node features
+        width = 1
+        for pi, p in enumerate(layout.params):
+            nids, slots, vlens = [], [], []
+            for lab in p.axes:
+                keys, units, sl, vlen = axis_maps(layout, lab)
+                offs = np.array([-1 if k is None else self.space(k) for k in keys], np.int64)
+                nids.append(np.where(offs >= 0, offs + units, -1))
+                slots.append(sl)
+                vlens.append(vlen)
+            nd = len(p.shape)
+            grids = _broadcast([np.asarray(a) for a in nids]) if nd else []
+            slot = np.zeros(p.shape, np.int64) if nd else np.zeros((), np.int64)
+            for ax in range(nd):
+                shape = [1] * nd
+                shape[ax] = p.shape[ax]
+                slot = slot * vlens[ax] + slots[ax].reshape(shape)
+            k = int(np.prod(vlens)) if vlens else 1
+            width = max(width, k)
+            node_axes = [ax for ax in range(nd) if (nids[ax] >= 0).any()]
+            if len(node_axes) > 2:
+                raise UnsupportedNetworkError(
+                    f"parameter '{p.name}' has {len(node_axes)} permutable axes; a graph edge joins only two neurons",
+                    hint="reshape the parameter so that it has at most an input and an output neuron axis")
+            if len(node_axes) == 2:
+                i_ax, o_ax = p.direction if p.direction and set(p.direction) == set(node_axes) else (
+                    node_axes[1], node_axes[0])
+                src, dst = grids[i_ax].reshape(-1), grids[o_ax].reshape(-1)
+                per_param.append((pi, 0, src, dst, slot.reshape(-1), True))
+            elif len(node_axes) == 1:
+                pn = self.param_node(pi)
+                dst = grids[node_axes[0]].reshape(-1)
+                per_param.append((pi, 0, np.full(dst.shape, pn), dst, slot.reshape(-1), False))
+            else:
+                pn = self.param_node(pi)
+                per_param.append((pi, 1, np.full(max(1, p.numel), pn), None, slot.reshape(-1), False))
+        return self._assemble(per_param, width, P)
+
+    def _assemble(self, per_param, width: int, P: int) -> Compiled:
+        layout = self.layout
+        N = self.n_nodes
+        e_src, e_dst, e_type, e_par, e_gather_rows = [], [], [], [], []
+        n_gather = np.full((N, width), P, np.int64)
+        inverse = np.empty(P, np.int64)
+        n_edges = 0
+        for pi, kind, src, dst, slot, matrix in per_param:
+            p = layout.params[pi]
+            flat = p.offset + np.arange(p.numel)
+            if kind == 1:
+                n_gather[src[:p.numel], slot[:p.numel]] = flat
+                continue
+            key = src.astype(np.int64) * N + dst
+            uniq, inv = np.unique(key, return_inverse=True)
+            rows = np.full((uniq.size, width), P, np.int64)
+            rows[inv, slot] = flat
+            e_src.append(uniq // N)
+            e_dst.append(uniq % N)
+            e_type.append(np.full(uniq.size, _edge_type(p, matrix)))
+            e_par.append(np.full(uniq.size, pi))
+            e_gather_rows.append(rows)
+            inverse[flat] = (n_edges + inv) * width + slot
+            n_edges += uniq.size
+        # node features come after all edge features in cat(edge_attr.flatten(), x.flatten())
+        for pi, kind, src, _dst, slot, _m in per_param:
+            if kind == 1:
+                p = layout.params[pi]
+                flat = p.offset + np.arange(p.numel)
+                inverse[flat] = n_edges * width + src[:p.numel] * width + slot[:p.numel]
+        cat = (lambda xs, dt=np.int64: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        edge_gather = np.concatenate(e_gather_rows) if e_gather_rows else np.zeros((0, width), np.int64)
+        t = torch.from_numpy
+        return Compiled(
+            edge_index=t(np.stack([cat(e_src), cat(e_dst)])).long(), edge_type=t(cat(e_type)).long(),
+            edge_param=t(cat(e_par)).long(), node_type=t(np.concatenate(self.node_type)).long(),
+            node_pos=t(np.concatenate(self.node_pos)).long(),
+            node_movable=t(np.concatenate(self.node_movable).astype(bool)),
+            node_space=t(np.concatenate(self.node_space)).long(),
+            edge_gather=t(edge_gather.reshape(-1)), node_gather=t(n_gather.reshape(-1)),
+            inverse=t(inverse), width=width, spaces=tuple(self.spaces))
+
+
+def _edge_type(p, matrix: bool) -> int:
+    if matrix:
+        role = p.role if p.role in ("linear", "conv", "embedding") else "matrix"
+    else:
+        role = p.role if p.role in ("bias", "norm_weight", "norm_bias", "running_mean", "running_var") else "vector"
+    return EDGE_TYPES.index(role)
+
+
+def _atoms(label) -> list[int]:
+    if label[0] == "a":
+        return [label[1]]
+    if label[0] == "u":
+        return []
+    return [a for x in label[1] for a in _atoms(x)]
+
+
+def _broadcast(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    nd = len(arrays)
+    out = []
+    for ax, a in enumerate(arrays):
+        shape = [1] * nd
+        shape[ax] = a.size
+        out.append(a.reshape(shape))
+    return np.broadcast_arrays(*out)

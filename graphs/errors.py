@@ -1,0 +1,36 @@
+"""Errors raised at the boundaries of ``graphs``: each says what went wrong and what to do."""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "LayoutMismatchError", "UnsupportedNetworkError"]
+
+
+class UnsupportedNetworkError(RuntimeError):
+    """A network cannot be traced or has a parameterized op with no symmetry rule.
+
+    Args:
+        message: What failed.
+        op: The aten op (e.g. ``aten.lstm.input``), when one is to blame.
+        module: The module path (e.g. ``encoder.rnn``) of the op, when known.
+        hint: What the user can do about it.
+    """
+
+    def __init__(self, message: str, op: str | None = None, module: str | None = None,
+                 hint: str | None = None) -> None:
+        self.op, self.module, self.hint = op, module, hint
+        parts = [message]
+        if op:
+            parts.append(f"op: {op}")
+        if module is not None:
+            parts.append(f"module: {module or '<root>'}")
+        if hint:
+            parts.append(f"fix: {hint}")
+        super().__init__("; ".join(parts))
+
+
+class LayoutMismatchError(ValueError):
+    """A state_dict, vector or graph does not match the Layout it is used with."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read safely (missing, foreign format, or not a state_dict)."""

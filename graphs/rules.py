@@ -1,0 +1,468 @@
+"""Symmetry rules for shape, elementwise and reduction ops, and the rule table.
+
+A rule receives the tracer, the fx node and its arguments with every fx node replaced by its
+:class:`~graphs.trace.TensorVal`; it unifies labels and returns the output value (a TensorVal,
+or a tuple of them for multi-output ops). Layer rules (linear, conv, norms, attention, ...) live
+in :mod:`graphs.rules_layers`. See ``SYMMETRY.md`` for the reasoning behind each rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from graphs.errors import UnsupportedNetworkError
+from graphs.labels import CONSTANT, OPAQUE, UNIT
+from graphs.trace import TensorVal, Tracer
+
+__all__ = ["RULES", "bind", "fallback"]
+
+
+def bind(node: torch.fx.Node, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Arguments of an aten call by schema name, defaults filled in."""
+    schema = node.target._schema
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(schema.arguments):
+        if i < len(args):
+            out[arg.name] = args[i]
+        elif arg.name in kwargs:
+            out[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+def out_shapes(node: torch.fx.Node) -> list[tuple[int, ...]]:
+    """Shapes of the tensor outputs of ``node`` (one entry per output)."""
+    val = node.meta["val"]
+    vals = val if isinstance(val, (list, tuple)) else [val]
+    return [tuple(int(s) for s in v.shape) if isinstance(v, torch.Tensor) else () for v in vals]
+
+
+def tensors(obj) -> list[TensorVal]:
+    """Every TensorVal found in (nested) arguments."""
+    if isinstance(obj, TensorVal):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in tensors(o)]
+    return []
+
+
+def is_weight(*vals) -> bool:
+    """True when every tensor among ``vals`` depends on weights only."""
+    ts = tensors(list(vals))
+    return bool(ts) and all(t.weight for t in ts)
+
+
+# ----------------------------------------------------------------- fallback
+def fallback(t: Tracer, node, args, kwargs):
+    """Ops with no rule: fix every axis they touch; refuse if a weight flows in (unsound otherwise)."""
+    ins = tensors([args, kwargs])
+    if any(v.weight and v.src is not None or (v.weight and _has_param_atoms(t, v)) for v in ins):
+        raise UnsupportedNetworkError(
+            "a parameterized op has no symmetry rule", op=t.op_name(node), module=t.where(node),
+            hint="write the layer with supported ops (linear, conv, norms, attention, elementwise), "
+                 "or add a rule for this op in graphs/rules_layers.py")
+    why = f"op without a symmetry rule {t.op_name(node)}"
+    for v in ins:
+        for lab in v.labels:
+            t.fix(lab, why, OPAQUE)
+    outs = [t.tensor([t.fixed(s, OPAQUE, why) for s in shape], shape) for shape in out_shapes(node)]
+    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
+
+
+def _has_param_atoms(t: Tracer, v: TensorVal) -> bool:
+    return any(not t.alg.is_fixed(lab) for lab in v.labels)
+
+
+# -------------------------------------------------------------- elementwise
+def elementwise(t: Tracer, node, args, kwargs) -> TensorVal:
+    """Broadcasting elementwise op: unify right-aligned axes of size > 1 with the output's."""
+    shape = out_shapes(node)[0]
+    ins = tensors([args, kwargs])
+    labels: list = [None] * len(shape)
+    for v in ins:
+        off = len(shape) - len(v.shape)
+        for i, s in enumerate(v.shape):
+            j = i + off
+            if j < 0 or s == 1 or s != shape[j]:
+                continue
+            if labels[j] is None:
+                labels[j] = v.labels[i]
+            else:
+                t.unify(labels[j], v.labels[i], "elementwise operands")
+    labels = [lab if lab is not None else (UNIT if s == 1 else t.fresh(s)) for lab, s in zip(labels, shape, strict=True)]
+    src = ins[0].src if len(ins) == 1 and ins[0].shape == shape else None
+    return t.tensor(labels, shape, weight=is_weight(ins), src=src)
+
+
+def passthrough_first(t: Tracer, node, args, kwargs) -> TensorVal:
+    """Ops returning a relabelled copy of their first argument (clone, to, contiguous...)."""
+    x = args[0]
+    return t.tensor(x.labels, x.shape, x.weight, x.src)
+
+
+def multi_passthrough(t: Tracer, node, args, kwargs):
+    """Ops returning ``(y, extra...)`` where ``y`` has the input's labels (native_dropout)."""
+    x = args[0]
+    return tuple(t.tensor(x.labels, s, x.weight) for s in out_shapes(node))
+
+
+def factory(t: Tracer, node, args, kwargs) -> TensorVal:
+    """Tensor factories (arange, zeros, full, ...): constants, fixed along every axis."""
+    shape = out_shapes(node)[0]
+    return t.tensor([t.fixed(s, CONSTANT, "constant tensor") for s in shape], shape, weight=True)
+
+
+# -------------------------------------------------------------- reshaping
+def reshape(t: Tracer, node, args, kwargs) -> TensorVal:
+    """view/reshape/flatten/unflatten/squeeze/unsqueeze: match axes by products of sizes."""
+    x: TensorVal = args[0]
+    shape = out_shapes(node)[0]
+    labels = reshape_labels(t, x.labels, x.shape, shape)
+    src = None
+    if x.src is not None:  # a pure unit-axis change keeps the parameter axis map
+        core_in = [(a, s) for a, s in zip(x.src[1], x.shape, strict=True) if s != 1]
+        if [s for s in shape if s != 1] == [s for _, s in core_in]:
+            it = iter(a for a, _ in core_in)
+            src = (x.src[0], tuple(next(it) if s != 1 else None for s in shape))
+    return t.tensor(labels, shape, x.weight, src)
+
+
+def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape) -> list:
+    """Labels of a reshape from ``src_shape`` to ``dst_shape`` (row-major)."""
+    src = [(lab, s) for lab, s in zip(labels, src_shape, strict=True) if s != 1]
+    out: list = [UNIT] * len(dst_shape)
+    dst = [(j, s) for j, s in enumerate(dst_shape) if s != 1]
+    i = j = 0
+    while i < len(src) or j < len(dst):
+        gi, gj = [src[i]], [dst[j]]
+        pi, pj = src[i][1], dst[j][1]
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj:
+                gi.append(src[i])
+                pi *= src[i][1]
+                i += 1
+            else:
+                gj.append(dst[j])
+                pj *= dst[j][1]
+                j += 1
+        if len(gi) == 1 and len(gj) == 1:
+            out[gj[0][0]] = gi[0][0]
+        elif len(gj) == 1:
+            out[gj[0][0]] = ("p", tuple(lab for lab, _ in gi))
+        else:
+            new = [t.fresh(s) for _, s in gj]
+            t.unify(("p", tuple(lab for lab, _ in gi)), ("p", tuple(new)), "reshape")
+            for (k, _), lab in zip(gj, new, strict=True):
+                out[k] = lab
+    return out
+
+
+def permute_axes(t: Tracer, node, args, kwargs) -> TensorVal:
+    """transpose/permute/t/movedim: move labels with the axes."""
+    x: TensorVal = args[0]
+    name = node.target._schema.name.split("::")[-1]
+    n = len(x.shape)
+    b = bind(node, args, kwargs)
+    order = list(range(n))
+    if name in ("transpose", "swapaxes", "swapdims"):
+        d0, d1 = b.get("dim0", b.get("axis0")) % n, b.get("dim1", b.get("axis1")) % n
+        order[d0], order[d1] = order[d1], order[d0]
+    elif name == "permute":
+        order = [d % n for d in b["dims"]]
+    elif name in ("t", "numpy_T") and n == 2 or name in ("mT", "adjoint"):
+        order[-2], order[-1] = order[-1], order[-2]
+    elif name == "movedim":
+        src = [d % n for d in (b["source"] if isinstance(b["source"], (list, tuple)) else [b["source"]])]
+        dst = [d % n for d in (b["destination"] if isinstance(b["destination"], (list, tuple)) else [b["destination"]])]
+        rest = [d for d in range(n) if d not in src]
+        order = [None] * n
+        for s_, d_ in zip(src, dst, strict=True):
+            order[d_] = s_
+        it = iter(rest)
+        order = [o if o is not None else next(it) for o in order]
+    labels = [x.labels[o] for o in order]
+    shape = tuple(x.shape[o] for o in order)
+    src = (x.src[0], tuple(x.src[1][o] for o in order)) if x.src else None
+    return t.tensor(labels, shape, x.weight, src)
+
+
+def expand(t: Tracer, node, args, kwargs) -> TensorVal:
+    """expand/broadcast_to: new or stretched axes hold identical values, so they get fresh groups."""
+    x: TensorVal = args[0]
+    shape = out_shapes(node)[0]
+    off = len(shape) - len(x.shape)
+    labels = []
+    for j, s in enumerate(shape):
+        i = j - off
+        labels.append(x.labels[i] if i >= 0 and x.shape[i] == s else t.fresh(s))
+    return t.tensor(labels, shape, x.weight)
+
+
+def repeat(t: Tracer, node, args, kwargs) -> TensorVal:
+    """repeat (tiling): axis ``i`` becomes ``copies x original``."""
+    x: TensorVal = args[0]
+    reps = list(bind(node, args, kwargs)["repeats"])
+    shape = out_shapes(node)[0]
+    off = len(reps) - len(x.shape)
+    labels = []
+    for j, r in enumerate(reps):
+        i = j - off
+        base = x.labels[i] if i >= 0 else UNIT
+        labels.append(("p", (t.fresh(r), base)) if r > 1 else base)
+    return t.tensor([t.alg.resolve(lab) for lab in labels], shape, x.weight)
+
+
+# --------------------------------------------------------- slicing / joining
+def slice_(t: Tracer, node, args, kwargs) -> TensorVal:
+    """slice/narrow: a whole block of a concatenation keeps its label; else the axis is split into blocks."""
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    shape = out_shapes(node)[0]
+    dim = b["dim"] % len(x.shape)
+    n = x.shape[dim]
+    if "length" in b:  # narrow
+        start, stop, step = b["start"], b["start"] + b["length"], 1
+    else:
+        start, stop, step = b["start"] or 0, b["end"], b["step"] or 1
+        stop = n if stop is None or stop > n else stop
+    start, stop = start % n if start < 0 else min(start, n), stop % n if stop < 0 else stop
+    labels = list(x.labels)
+    if step == 1 and (start, stop) == (0, n):
+        return t.tensor(labels, shape, x.weight, x.src)
+    lab = t.alg.blocks_at(x.labels[dim], start, stop) if step == 1 else None
+    if lab is None:
+        t.fix(x.labels[dim], "strided or misaligned slice")
+        lab = t.fixed(shape[dim], CONSTANT, "slice output")
+    labels[dim] = lab
+    return t.tensor(labels, shape, x.weight)
+
+
+def split(t: Tracer, node, args, kwargs) -> tuple:
+    """split/split_with_sizes/chunk/tensor_split: consecutive blocks along one axis."""
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    shapes = out_shapes(node)
+    dim = b["dim"] % len(x.shape)
+    sizes = [s[dim] for s in shapes]
+    cuts = [sum(sizes[:k]) for k in range(1, len(sizes))]
+    blocks = t.alg.split_cat(x.labels[dim], cuts)
+    if blocks is None:
+        t.fix(x.labels[dim], "split of a structured axis")
+        blocks = [t.fixed(s, CONSTANT, "split output") for s in sizes]
+    outs = []
+    for shape, blk in zip(shapes, blocks, strict=True):
+        labels = list(x.labels)
+        labels[dim] = blk
+        outs.append(t.tensor(labels, shape, x.weight))
+    return tuple(outs)
+
+
+def select(t: Tracer, node, args, kwargs) -> TensorVal:
+    """select/unbind: picking units by index fixes the axis."""
+    x: TensorVal = args[0]
+    dim = bind(node, args, kwargs)["dim"] % len(x.shape)
+    t.fix(x.labels[dim], "indexed by a constant position (select)")
+    labels = x.labels[:dim] + x.labels[dim + 1:]
+    shapes = out_shapes(node)
+    outs = [t.tensor(labels, s, x.weight) for s in shapes]
+    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
+
+
+def cat(t: Tracer, node, args, kwargs) -> TensorVal:
+    """cat: a concatenation label along ``dim``; the other axes unify."""
+    b = bind(node, args, kwargs)
+    shape = out_shapes(node)[0]
+    ins = [v for v in b["tensors"] if isinstance(v, TensorVal) and v.shape != (0,)]
+    dim = b["dim"] % len(shape)
+    labels: list = list(ins[0].labels)
+    for v in ins[1:]:
+        for k in range(len(shape)):
+            if k != dim:
+                t.unify(labels[k], v.labels[k], "concatenated tensors")
+    labels[dim] = t.alg.resolve(("c", tuple(v.labels[dim] for v in ins)))
+    return t.tensor(labels, shape, is_weight(ins))
+
+
+def stack(t: Tracer, node, args, kwargs) -> TensorVal:
+    """stack: a new fixed axis (which input) and unified other axes."""
+    b = bind(node, args, kwargs)
+    shape = out_shapes(node)[0]
+    ins = [v for v in b["tensors"] if isinstance(v, TensorVal)]
+    dim = b["dim"] % len(shape)
+    labels = list(ins[0].labels)
+    for v in ins[1:]:
+        for k in range(len(labels)):
+            t.unify(labels[k], v.labels[k], "stacked tensors")
+    labels.insert(dim, t.fixed(len(ins), CONSTANT, "stack index"))
+    return t.tensor(labels, shape, is_weight(ins))
+
+
+def fix_dims(t: Tracer, node, args, kwargs) -> TensorVal:
+    """flip/roll/cumsum/sort-like ops: the named axes depend on order, so they are fixed."""
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    dims = b.get("dims", b.get("dim"))
+    dims = list(range(len(x.shape))) if dims is None else (dims if isinstance(dims, (list, tuple)) else [dims])
+    for d in dims:
+        t.fix(x.labels[d % len(x.shape)], "order-dependent op")
+    shapes = out_shapes(node)
+    outs = [t.tensor(x.labels if s == x.shape else [t.fixed(n, CONSTANT, "output") for n in s], s, x.weight)
+            for s in shapes]
+    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
+
+
+def index_select(t: Tracer, node, args, kwargs) -> TensorVal:
+    """index_select: the indexed axis is fixed; the index supplies the new axis."""
+    b = bind(node, args, kwargs)
+    x, idx = b["self"], b["index"]
+    dim = b["dim"] % len(x.shape)
+    t.fix(x.labels[dim], "indexed by a tensor of positions")
+    labels = list(x.labels)
+    labels[dim] = idx.labels[0] if idx.shape and idx.shape[0] != 1 else UNIT
+    return t.tensor(labels, out_shapes(node)[0], is_weight(x, idx))
+
+
+def index_tensor(t: Tracer, node, args, kwargs) -> TensorVal:
+    """Advanced indexing ``x[..., idx, ...]``: indexed axes are fixed, the index axes come in."""
+    b = bind(node, args, kwargs)
+    x, indices = b["self"], list(b["indices"])
+    shape = out_shapes(node)[0]
+    used = [k for k, ix in enumerate(indices) if ix is not None]
+    for k in used:
+        t.fix(x.labels[k], "indexed by a tensor of positions")
+    contiguous = used == list(range(used[0], used[-1] + 1))
+    rest = [x.labels[k] for k in range(len(x.shape)) if k not in used]
+    nidx = len(shape) - len(rest)
+    idx_labels = [t.fixed(s, CONSTANT, "index") for s in (shape[used[0]:used[0] + nidx] if contiguous else shape[:nidx])]
+    for ix in indices:
+        if isinstance(ix, TensorVal):
+            off = nidx - len(ix.shape)
+            for i, s in enumerate(ix.shape):
+                if s != 1 and i + off >= 0:
+                    t.unify(idx_labels[i + off], ix.labels[i], "index tensors")
+    if contiguous:
+        labels = x.labels[:used[0]] + idx_labels + [x.labels[k] for k in range(used[-1] + 1, len(x.shape))]
+    else:
+        labels = idx_labels + rest
+    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]))
+
+
+def gather(t: Tracer, node, args, kwargs) -> TensorVal:
+    """gather: output has the index's shape; the gathered axis is fixed."""
+    b = bind(node, args, kwargs)
+    x, idx = b["self"], b["index"]
+    dim = b["dim"] % len(x.shape)
+    t.fix(x.labels[dim], "gathered by a tensor of positions")
+    for k in range(len(x.shape)):
+        if k != dim and x.shape[k] == idx.shape[k] and x.shape[k] > 1:
+            t.unify(x.labels[k], idx.labels[k], "gather")
+    return t.tensor(idx.labels, out_shapes(node)[0], is_weight(x, idx))
+
+
+def pad(t: Tracer, node, args, kwargs) -> TensorVal:
+    """constant/reflection/replication pad: padded axes are fixed and get new fixed labels."""
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    p = list(b.get("pad", b.get("padding")) or [])
+    labels = list(x.labels)
+    for k in range(len(p) // 2):
+        d = len(x.shape) - 1 - k
+        if p[2 * k] or p[2 * k + 1]:
+            kinds = {kk for a in t.alg.atoms(x.labels[d]) for kk in t.alg.atom_info(a)[2]}
+            t.fix(x.labels[d], "padded axis")
+            shape_d = out_shapes(node)[0][d]
+            labels[d] = t.fixed(shape_d, "spatial" if "spatial" in kinds else CONSTANT, "padded axis")
+    return t.tensor(labels, out_shapes(node)[0], x.weight)
+
+
+# --------------------------------------------------------------- reductions
+def reduction(t: Tracer, node, args, kwargs):
+    """mean/sum/amax/var/...: reduced axes vanish (or become unit axes with keepdim)."""
+    b = bind(node, args, kwargs)
+    x: TensorVal = b["self"] if "self" in b else args[0]
+    n = len(x.shape)
+    dims = b.get("dim")
+    if dims is None or dims == []:
+        dims = list(range(n))
+    dims = {d % n for d in (dims if isinstance(dims, (list, tuple)) else [dims])} if n else set()
+    keep = bool(b.get("keepdim"))
+    labels = [UNIT if k in dims else x.labels[k] for k in range(n)] if keep else [
+        x.labels[k] for k in range(n) if k not in dims]
+    shapes = out_shapes(node)
+    if isinstance(node.meta["val"], (list, tuple)):  # max.dim/min.dim: (values, indices)
+        if any(u.args[1] == 1 for u in node.users):  # positions are used: order matters
+            for d in dims:
+                t.fix(x.labels[d], "arg-max/min position is used")
+        return tuple(t.tensor(labels, s, x.weight) for s in shapes)
+    return t.tensor(labels, shapes[0], x.weight)
+
+
+def argreduce(t: Tracer, node, args, kwargs) -> TensorVal:
+    """argmax/argmin: the result is a position along the reduced axis, so that axis is fixed."""
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    n = len(x.shape)
+    dim = b.get("dim")
+    dims = range(n) if dim is None else [dim % n]
+    for d in dims:
+        t.fix(x.labels[d], "arg-max/min position")
+    shape = out_shapes(node)[0]
+    labels = [] if dim is None else ([UNIT if k == dim % n else x.labels[k] for k in range(n)] if b.get("keepdim")
+                                     else [x.labels[k] for k in range(n) if k != dim % n])
+    return t.tensor(labels, shape, x.weight)
+
+
+def softmax(t: Tracer, node, args, kwargs) -> TensorVal:
+    """softmax/log_softmax: equivariant along the normalized axis, so labels pass through."""
+    x: TensorVal = args[0]
+    return t.tensor(x.labels, out_shapes(node)[0], x.weight)
+
+
+# ------------------------------------------------------------------- table
+_ELEMENTWISE = """add sub mul div rsub true_divide where maximum minimum pow eq ne lt gt le ge logical_and
+logical_or logical_xor bitwise_and bitwise_or bitwise_xor masked_fill lerp addcmul addcdiv floor_divide remainder
+fmod atan2 hypot copysign clamp clamp_min clamp_max relu relu6 gelu silu sigmoid tanh sin cos tan exp exp2 log log2
+log10 log1p expm1 abs neg sqrt rsqrt reciprocal square erf erfc sign sgn floor ceil round trunc hardtanh hardswish
+hardsigmoid leaky_relu elu selu celu softplus mish logit logical_not bitwise_not isnan isinf isfinite nan_to_num
+dropout alpha_dropout feature_dropout feature_alpha_dropout threshold fill zero positive frac asin acos atan sinh
+cosh asinh acosh atanh xlogy sigmoid_ silu_ relu_ add_ mul_ hardtanh_ copy masked_fill_ scalar_tensor_like
+""".split()
+_PASSTHROUGH = "clone contiguous detach alias lift_fresh_copy _to_copy to type_as _assert_tensor_metadata".split()
+_FACTORY = """arange zeros ones full empty rand randn randint tensor scalar_tensor zeros_like ones_like full_like
+empty_like rand_like randn_like new_zeros new_ones new_full new_empty linspace logspace eye empty_strided""".split()
+_RESHAPE = "view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze squeeze_copy unsqueeze_copy".split()
+_PERMUTE = "transpose swapaxes swapdims permute t numpy_T mT adjoint movedim".split()
+_REDUCE = """mean sum amax amin max min var std var_mean std_mean logsumexp prod nansum nanmean norm linalg_vector_norm
+any all count_nonzero""".split()
+
+RULES: dict[str, Any] = {}
+RULES.update({k: elementwise for k in _ELEMENTWISE})
+RULES.update({k: passthrough_first for k in _PASSTHROUGH})
+RULES.update({k: factory for k in _FACTORY})
+RULES.update({k: reshape for k in _RESHAPE})
+RULES.update({k: permute_axes for k in _PERMUTE})
+RULES.update({k: reduction for k in _REDUCE})
+RULES.update({
+    "native_dropout": multi_passthrough, "expand": expand, "expand_as": expand, "broadcast_to": expand,
+    "repeat": repeat, "slice": slice_, "narrow": slice_, "split": split, "split_with_sizes": split,
+    "chunk": split, "tensor_split": split, "unsafe_split": split, "select": select, "unbind": select,
+    "cat": cat, "concat": cat, "concatenate": cat, "stack": stack, "flip": fix_dims, "roll": fix_dims,
+    "cumsum": fix_dims, "cumprod": fix_dims, "sort": fix_dims, "topk": fix_dims, "tril": fix_dims,
+    "triu": fix_dims, "index_select": index_select, "index": index_tensor, "gather": gather,
+    "constant_pad_nd": pad, "pad": pad, "reflection_pad1d": pad, "reflection_pad2d": pad,
+    "reflection_pad3d": pad, "replication_pad1d": pad, "replication_pad2d": pad, "replication_pad3d": pad,
+    "argmax": argreduce, "argmin": argreduce, "softmax": softmax, "log_softmax": softmax,
+    "_softmax": softmax, "_log_softmax": softmax,
+})
+
+from graphs.rules_layers import LAYER_RULES  # noqa: E402  (layer rules use the helpers above)
+
+RULES.update(LAYER_RULES)

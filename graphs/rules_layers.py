@@ -1,0 +1,307 @@
+"""Symmetry rules for layers: linear/matmul/einsum, convolution, normalization, pooling,
+embedding and attention. See ``SYMMETRY.md`` for the reasoning; helpers live in :mod:`graphs.rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from graphs.labels import SPATIAL, UNIT
+from graphs.rules import bind, is_weight, out_shapes
+from graphs.trace import TensorVal, Tracer
+
+__all__ = ["LAYER_RULES"]
+
+
+def _batch_unify(t: Tracer, xs: list[tuple[TensorVal, int]], nb: int, shape: tuple[int, ...]) -> list:
+    """Unify the broadcast batch axes of operands ``(value, n_core_axes)``; return the output's labels."""
+    labels: list = [None] * nb
+    for v, core in xs:
+        off = nb - (len(v.shape) - core)
+        for i in range(len(v.shape) - core):
+            s, j = v.shape[i], i + off
+            if s == 1 or j < 0 or s != shape[j]:
+                continue
+            if labels[j] is None:
+                labels[j] = v.labels[i]
+            else:
+                t.unify(labels[j], v.labels[i], "batch axes")
+    return [lab if lab is not None else (UNIT if s == 1 else t.fresh(s)) for lab, s in zip(labels, shape, strict=True)]
+
+
+def matmul_labels(t: Tracer, a: TensorVal, b: TensorVal, shape: tuple[int, ...]) -> list:
+    """Labels of ``a @ b`` (numpy matmul semantics) and the contraction's unification."""
+    a2, b2 = len(a.shape) == 1, len(b.shape) == 1
+    t.unify(a.labels[-1], b.labels[0] if b2 else b.labels[-2], "matmul contraction")
+    if not a2:
+        t.note_direction(a, -1, -2)
+    if not b2:
+        t.note_direction(b, -2, -1)
+    nb = len(shape) - (0 if a2 else 1) - (0 if b2 else 1)
+    batch = _batch_unify(t, [(a, 1 if a2 else 2), (b, 1 if b2 else 2)], nb, shape[:nb])
+    tail = ([] if a2 else [a.labels[-2]]) + ([] if b2 else [b.labels[-1]])
+    return batch + tail
+
+
+def matmul(t: Tracer, node, args, kwargs) -> TensorVal:
+    """mm/bmm/matmul: contract ``a[-1]`` with ``b[-2]``; batch axes broadcast."""
+    a, b = args[0], args[1]
+    shape = out_shapes(node)[0]
+    t.note_role(a, "linear")
+    t.note_role(b, "linear")
+    return t.tensor(matmul_labels(t, a, b, shape), shape, is_weight(a, b))
+
+
+def addmm(t: Tracer, node, args, kwargs) -> TensorVal:
+    """addmm/baddbmm/addmv: ``bias + a @ b``."""
+    c, a, b = args[0], args[1], args[2]
+    shape = out_shapes(node)[0]
+    t.note_role(a, "linear")
+    t.note_role(b, "linear")
+    labels = matmul_labels(t, a, b, shape)
+    _add_bias(t, c, labels, shape)
+    return t.tensor(labels, shape, is_weight(a, b, c))
+
+
+def _add_bias(t: Tracer, c: TensorVal | None, labels: list, shape) -> None:
+    if not isinstance(c, TensorVal):
+        return
+    t.note_role(c, "bias")
+    off = len(shape) - len(c.shape)
+    for i, s in enumerate(c.shape):
+        if s != 1 and s == shape[i + off]:
+            t.unify(c.labels[i], labels[i + off], "bias")
+
+
+def linear(t: Tracer, node, args, kwargs) -> TensorVal:
+    """linear: ``y = x W^T + b`` with ``W[out, in]``: ``in`` is the input's last axis."""
+    b = bind(node, args, kwargs)
+    x, w, bias = b["input"], b["weight"], b["bias"]
+    shape = out_shapes(node)[0]
+    t.note_role(w, "linear")
+    t.note_direction(w, -1, 0)
+    t.unify(w.labels[-1], x.labels[-1], "linear input")
+    labels = list(x.labels[:-1]) + [w.labels[0]]
+    _add_bias(t, bias, labels, shape)
+    return t.tensor(labels, shape, is_weight(x, w, bias))
+
+
+def einsum(t: Tracer, node, args, kwargs) -> TensorVal:
+    """einsum: equal subscripts unify; the output takes its subscripts' labels."""
+    b = bind(node, args, kwargs)
+    eq, ops = b["equation"].replace(" ", ""), [v for v in b["tensors"]]
+    shape = out_shapes(node)[0]
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if "." in eq:  # ellipsis subscripts: no rule yet, stay sound
+        return _opaque(t, node, ops)
+    if "->" not in eq:
+        rhs = "".join(sorted(c for c in set(lhs.replace(",", "")) if lhs.replace(",", "").count(c) == 1))
+    by_letter: dict[str, Any] = {}
+    for term, v in zip(terms, ops, strict=True):
+        for ch, lab, s in zip(term, v.labels, v.shape, strict=True):
+            if s == 1:
+                continue
+            if ch in by_letter:
+                t.unify(by_letter[ch], lab, "einsum subscript")
+            else:
+                by_letter[ch] = lab
+    for v in ops:
+        t.note_role(v, "linear")
+    labels = [by_letter.get(ch, UNIT) if s > 1 else UNIT for ch, s in zip(rhs, shape, strict=True)]
+    return t.tensor(labels, shape, is_weight(ops))
+
+
+def _opaque(t: Tracer, node, ops):
+    from graphs.rules import fallback
+
+    return fallback(t, node, tuple(ops), {})
+
+
+# ------------------------------------------------------------- convolution
+def convolution(t: Tracer, node, args, kwargs) -> TensorVal:
+    """convNd/convolution/conv_transposeNd, any groups (see SYMMETRY.md, convolution)."""
+    name = node.target._schema.name.split("::")[-1]
+    b = bind(node, args, kwargs)
+    x, w, bias = b["input"], b["weight"], b["bias"]
+    transposed = "transpose" in name or bool(b.get("transposed"))
+    groups = int(b.get("groups") or 1)
+    shape = out_shapes(node)[0]
+    k = len(w.shape) - 2
+    c = len(x.shape) - k - 1  # channel axis (0 when unbatched)
+    t.note_role(w, "conv")
+    t.note_role(bias, "bias")
+    for d in range(k):
+        t.fix(w.labels[2 + d], "kernel offset", SPATIAL)
+        t.fix(x.labels[c + 1 + d], "spatial position (convolution input)", SPATIAL)
+    w_in, w_out = (0, 1) if transposed else (1, 0)
+    t.note_direction(w, w_in, w_out)
+    if groups == 1:
+        t.unify(w.labels[w_in], x.labels[c], "convolution input channels")
+        out = w.labels[w_out]
+    else:
+        blocks = t.fresh(groups)
+        if transposed:
+            t.unify(w.labels[0], x.labels[c], "convolution input channels")
+            t.unify(x.labels[c], ("p", (blocks, t.fresh(x.shape[c] // groups))), "grouped convolution blocks")
+            out = ("p", (blocks, w.labels[1]))
+        else:
+            t.unify(x.labels[c], ("p", (blocks, w.labels[1])), "grouped convolution blocks")
+            t.unify(w.labels[0], ("p", (blocks, t.fresh(w.shape[0] // groups))), "grouped convolution blocks")
+            out = w.labels[0]
+    out = t.alg.resolve(out)
+    if isinstance(bias, TensorVal):
+        t.unify(bias.labels[0], out, "convolution bias")
+    labels = list(x.labels[:c]) + [out] + [t.fixed(s, SPATIAL, "spatial position") for s in shape[c + 1:]]
+    return t.tensor(labels, shape, is_weight(x, w, bias))
+
+
+def spatial_op(t: Tracer, node, args, kwargs):
+    """Pooling/upsampling over the last ``k`` axes: channels pass, spatial axes are fixed."""
+    name = node.target._schema.name.split("::")[-1]
+    m = re.search(r"(\d)d", name)
+    k = int(m.group(1)) if m else 2
+    x: TensorVal = args[0]
+    shapes = out_shapes(node)
+    for d in range(k):
+        t.fix(x.labels[len(x.shape) - k + d], "spatial position (pooling/resampling)", SPATIAL)
+    outs = []
+    for shape in shapes:
+        lead = list(x.labels[:len(shape) - k])
+        outs.append(t.tensor(lead + [t.fixed(s, SPATIAL, "spatial position") for s in shape[len(shape) - k:]],
+                             shape, x.weight))
+    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
+
+
+# ---------------------------------------------------------- normalization
+def _norm_params(t: Tracer, params: list, labels: list, roles: list[str]) -> None:
+    for p, role in zip(params, roles, strict=True):
+        if isinstance(p, TensorVal):
+            t.note_role(p, role)
+            for pl, lab in zip(p.labels, labels, strict=True):
+                t.unify(pl, lab, f"{role.replace('_', ' ')}")
+
+
+def batch_norm(t: Tracer, node, args, kwargs):
+    """batch_norm/instance_norm (all aten variants): channel axis 1 ties weight, bias, running stats."""
+    b = bind(node, args, kwargs)
+    x = b["input"]
+    c = 1 if len(x.shape) > 1 else 0
+    _norm_params(t, [b.get("weight"), b.get("bias"), b.get("running_mean"), b.get("running_var")],
+                 [x.labels[c]], ["norm_weight", "norm_bias", "running_mean", "running_var"])
+    shapes = out_shapes(node)
+    if not isinstance(node.meta["val"], (list, tuple)):
+        return t.tensor(x.labels, shapes[0], x.weight)
+    return tuple(t.tensor(x.labels if s == x.shape else ([x.labels[c]] if s == (x.shape[c],) else
+                                                         [t.fresh(n) for n in s]), s, x.weight) for s in shapes)
+
+
+def layer_norm(t: Tracer, node, args, kwargs):
+    """layer_norm/rms_norm over the last axes: statistics are invariant to permuting those features."""
+    b = bind(node, args, kwargs)
+    x = b["input"]
+    n = len(b["normalized_shape"])
+    _norm_params(t, [b.get("weight"), b.get("bias")], x.labels[len(x.shape) - n:], ["norm_weight", "norm_bias"])
+    shapes = out_shapes(node)
+    if not isinstance(node.meta["val"], (list, tuple)):
+        return t.tensor(x.labels, shapes[0], x.weight)
+    return tuple(t.tensor(x.labels if s == x.shape else x.labels[:len(s)], s, x.weight) for s in shapes)
+
+
+def group_norm(t: Tracer, node, args, kwargs):
+    """group_norm with ``G`` groups: channels become ``Blocks(G) x Within(C/G)``."""
+    b = bind(node, args, kwargs)
+    x = b["input"]
+    groups = int(b.get("num_groups") or b.get("group"))
+    ch = x.labels[1]
+    t.unify(ch, ("p", (t.fresh(groups), t.fresh(x.shape[1] // groups))), "group norm groups")
+    _norm_params(t, [b.get("weight"), b.get("bias")], [ch], ["norm_weight", "norm_bias"])
+    shapes = out_shapes(node)
+    if not isinstance(node.meta["val"], (list, tuple)):
+        return t.tensor(x.labels, shapes[0], x.weight)
+    return tuple(t.tensor(x.labels if s == x.shape else [t.fixed(n, "constant", "group statistics") for n in s],
+                          s, x.weight) for s in shapes)
+
+
+def prelu(t: Tracer, node, args, kwargs) -> TensorVal:
+    """prelu: a per-channel slope on axis 1 (or one shared slope)."""
+    x, w = args[0], args[1]
+    t.note_role(w, "scale")
+    if w.shape and w.shape[0] > 1:
+        t.unify(w.labels[0], x.labels[1 if len(x.shape) > 1 else 0], "prelu slope")
+    return t.tensor(x.labels, out_shapes(node)[0], is_weight(x, w))
+
+
+def glu(t: Tracer, node, args, kwargs) -> TensorVal:
+    """glu: ``a * sigmoid(b)`` with ``a, b`` the halves of one axis, which must permute together."""
+    x = args[0]
+    dim = bind(node, args, kwargs)["dim"] % len(x.shape)
+    half = x.shape[dim] // 2
+    blocks = t.alg.split_cat(x.labels[dim], [half])
+    labels = list(x.labels)
+    if blocks is None or len(blocks) != 2:
+        t.fix(x.labels[dim], "glu halves")
+        labels[dim] = t.fixed(half, "constant", "glu output")
+    else:
+        t.unify(blocks[0], blocks[1], "glu halves")
+        labels[dim] = blocks[0]
+    return t.tensor(labels, out_shapes(node)[0], x.weight)
+
+
+# --------------------------------------------------------------- embedding
+def embedding(t: Tracer, node, args, kwargs) -> TensorVal:
+    """embedding ``W[V, D]``: rows are indexed by token ids (fixed); ``D`` is the output group."""
+    b = bind(node, args, kwargs)
+    w, idx = b["weight"], b["indices"]
+    t.note_role(w, "embedding")
+    t.note_direction(w, 0, 1)
+    t.fix(w.labels[0], "embedding rows are indexed by token ids", "input")
+    return t.tensor(list(idx.labels) + [w.labels[1]], out_shapes(node)[0], is_weight(w, idx))
+
+
+# --------------------------------------------------------------- attention
+def sdpa(t: Tracer, node, args, kwargs) -> TensorVal:
+    """scaled_dot_product_attention: q/k share head and head-dim groups; v shares heads."""
+    b = bind(node, args, kwargs)
+    q, k, v, mask = b["query"], b["key"], b["value"], b.get("attn_mask")
+    shape = out_shapes(node)[0]
+    t.unify(q.labels[-1], k.labels[-1], "attention q.k contraction")
+    t.unify(k.labels[-2], v.labels[-2], "attention keys and values")
+    nb = len(shape) - 2
+    if len(q.shape) >= 3 and len(k.shape) >= 3 and q.shape[-3] != k.shape[-3] and q.shape[-3] % k.shape[-3] == 0:
+        # grouped-query attention: each k/v head serves a block of q heads
+        kv = ("p", (k.labels[-3], t.fresh(q.shape[-3] // k.shape[-3])))
+        t.unify(q.labels[-3], kv, "grouped-query heads")
+        k = t.tensor(k.labels[:-3] + [q.labels[-3]] + k.labels[-2:], q.shape[:-2] + k.shape[-2:], k.weight)
+        v = t.tensor(v.labels[:-3] + [q.labels[-3]] + v.labels[-2:], q.shape[:-2] + v.shape[-2:], v.weight)
+    batch = _batch_unify(t, [(q, 2), (k, 2), (v, 2)], nb, shape[:nb])
+    scores = batch + [q.labels[-2], k.labels[-2]]
+    if isinstance(mask, TensorVal):
+        off = len(scores) - len(mask.shape)
+        for i, s in enumerate(mask.shape):
+            if s != 1:
+                t.unify(mask.labels[i], scores[i + off], "attention mask")
+    return t.tensor(batch + [q.labels[-2], v.labels[-1]], shape, is_weight(q, k, v))
+
+
+LAYER_RULES: dict[str, Any] = {
+    "linear": linear, "mm": matmul, "bmm": matmul, "matmul": matmul, "mv": matmul, "dot": matmul,
+    "addmm": addmm, "baddbmm": addmm, "addmv": addmm, "einsum": einsum,
+    "conv1d": convolution, "conv2d": convolution, "conv3d": convolution, "convolution": convolution,
+    "_convolution": convolution, "conv_transpose1d": convolution, "conv_transpose2d": convolution,
+    "conv_transpose3d": convolution,
+    "batch_norm": batch_norm, "_native_batch_norm_legit_no_training": batch_norm,
+    "_native_batch_norm_legit_functional": batch_norm, "_native_batch_norm_legit": batch_norm,
+    "native_batch_norm": batch_norm, "instance_norm": batch_norm, "layer_norm": layer_norm,
+    "native_layer_norm": layer_norm, "rms_norm": layer_norm, "group_norm": group_norm,
+    "native_group_norm": group_norm, "prelu": prelu, "_prelu_kernel": prelu, "glu": glu,
+    "embedding": embedding, "scaled_dot_product_attention": sdpa,
+}
+for _k in """max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices
+avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
+_adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d lp_pool2d
+upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d _upsample_nearest_exact2d
+_upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d upsample_bicubic2d upsample_trilinear3d
+_upsample_bilinear2d_aa _upsample_bicubic2d_aa""".split():
+    LAYER_RULES[_k] = spatial_op
