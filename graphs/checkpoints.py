@@ -61,19 +61,16 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
     """Save a state_dict as ``.safetensors`` (tied tensors are de-duplicated) or ``.pt``."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
-        from safetensors.torch import save_model  # noqa: F401  (documented alternative for modules)
         from safetensors.torch import save_file
 
-        seen: dict[int, str] = {}
-        out, meta = {}, {}
+        # safetensors refuses tensors sharing memory (tied weights): store each key's own copy
+        seen: set[int] = set()
+        out = {}
         for k, v in state_dict.items():
-            key = (v.data_ptr(), v.dtype, tuple(v.shape)) if v.numel() else None
-            if key is not None and hash(key) in seen:
-                meta[k] = seen[hash(key)]
-                continue
-            if key is not None:
-                seen[hash(key)] = k
-            out[k] = v.detach().contiguous().cpu()
-        save_file(out, path, metadata={"weightgraph_aliases": repr(meta)} if meta else None)
+            v = v.detach().cpu().contiguous()
+            ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+            out[k] = v.clone() if ptr in seen else v
+            seen.add(ptr)
+        save_file(out, path)
     else:
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)

@@ -47,9 +47,11 @@ class AxisAlgebra:
 
     # ------------------------------------------------------------------ atoms
     def new(self, size: int, kind: str = HIDDEN, fixed: bool = False, reason: str | None = None) -> Label:
-        """Return a fresh atom label of ``size`` units (``UNIT`` for size 1)."""
-        if size == 1:
-            return UNIT
+        """Return a fresh atom label of ``size`` units.
+
+        Size-1 atoms are real (a single input channel or output unit is still a neuron), but they are
+        dropped from products, where they carry no structure.
+        """
         if size < 1:
             return ("c", ())
         self._parent.append(len(self._parent))
@@ -104,7 +106,7 @@ class AxisAlgebra:
         for p in parts:
             if p[0] == "p":
                 flat.extend(p[1])
-            elif p != UNIT:
+            elif p != UNIT and self.size(p) != 1:
                 flat.append(p)
         if not flat:
             return UNIT
@@ -173,7 +175,7 @@ class AxisAlgebra:
             self.fix(x, f"{reason} (size mismatch {sx} vs {sy})")
             self.fix(y, f"{reason} (size mismatch {sx} vs {sy})")
             return
-        if x == UNIT or y == UNIT:
+        if x == UNIT or y == UNIT or sx == 1 and (x[0] != "a" or y[0] != "a"):
             return
         if x[0] == "a" and y[0] == "a":
             self._union(x[1], y[1])

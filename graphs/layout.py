@@ -242,7 +242,7 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
     """Turn a finished :class:`graphs.trace.Tracer` into a Layout (groups renumbered in first-use order)."""
     alg = tracer.alg
     state = model.state_dict(keep_vars=True)
-    canon = _canonical_names(model)
+    canon = canonical_names(model)
     gid: dict[int, int] = {}
     groups: list[GroupSpec] = []
 
@@ -287,7 +287,7 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
     return Layout(tuple(params), tuple(groups), tuple(ints), str(wide).replace("torch.", ""), type(model).__name__)
 
 
-def _canonical_names(model: torch.nn.Module) -> dict[str, str]:
+def canonical_names(model: torch.nn.Module) -> dict[str, str]:
     """Map every state_dict key to the first key bound to the same tensor (tied weights)."""
     first: dict[int, str] = {}
     out: dict[str, str] = {}

@@ -90,11 +90,11 @@ def elementwise(t: Tracer, node, args, kwargs) -> TensorVal:
         off = len(shape) - len(v.shape)
         for i, s in enumerate(v.shape):
             j = i + off
-            if j < 0 or s == 1 or s != shape[j]:
+            if j < 0 or s != shape[j]:
                 continue
             if labels[j] is None:
                 labels[j] = v.labels[i]
-            else:
+            elif s != 1:  # size-1 axes may be broadcast: they are not unified
                 t.unify(labels[j], v.labels[i], "elementwise operands")
     labels = [lab if lab is not None else (UNIT if s == 1 else t.fresh(s)) for lab, s in zip(labels, shape, strict=True)]
     src = ins[0].src if len(ins) == 1 and ins[0].shape == shape else None
@@ -138,6 +138,11 @@ def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape) -> list:
     """Labels of a reshape from ``src_shape`` to ``dst_shape`` (row-major)."""
     src = [(lab, s) for lab, s in zip(labels, src_shape, strict=True) if s != 1]
     out: list = [UNIT] * len(dst_shape)
+    ones_in = [lab for lab, s in zip(labels, src_shape, strict=True) if s == 1]
+    ones_out = [j for j, s in enumerate(dst_shape) if s == 1]
+    if len(ones_in) == len(ones_out):  # squeeze/unsqueeze-free size-1 axes keep their identity
+        for j, lab in zip(ones_out, ones_in, strict=True):
+            out[j] = lab
     dst = [(j, s) for j, s in enumerate(dst_shape) if s != 1]
     i = j = 0
     while i < len(src) or j < len(dst):

@@ -147,6 +147,8 @@ def convolution(t: Tracer, node, args, kwargs) -> TensorVal:
             t.unify(x.labels[c], ("p", (blocks, t.fresh(x.shape[c] // groups))), "grouped convolution blocks")
             out = ("p", (blocks, w.labels[1]))
         else:
+            if w.shape[1] == 1:  # depthwise: each kernel acts on one channel; it is a per-channel vector
+                t.fix(w.labels[1], "depthwise kernel input", SPATIAL)
             t.unify(x.labels[c], ("p", (blocks, w.labels[1])), "grouped convolution blocks")
             t.unify(w.labels[0], ("p", (blocks, t.fresh(w.shape[0] // groups))), "grouped convolution blocks")
             out = w.labels[0]

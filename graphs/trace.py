@@ -78,8 +78,9 @@ def export(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) ->
 class Tracer:
     """Walks an exported program and unifies axis labels op by op."""
 
-    def __init__(self, program: torch.export.ExportedProgram) -> None:
+    def __init__(self, program: torch.export.ExportedProgram, canonical: dict[str, str] | None = None) -> None:
         self.program = program
+        self.canonical = canonical or {}  # tied-weight alias -> the name the layout stores
         self.alg = AxisAlgebra()
         self.values: dict[str, Any] = {}
         self.params: dict[str, ParamRecord] = {}
@@ -102,6 +103,8 @@ class Tracer:
 
     def reason(self, what: str) -> str:
         """A fix reason naming the current op and module."""
+        if self.node is None or self.node.op != "call_function":
+            return what
         mod = self.where()
         return f"{what} ({self.op_name()}{' in ' + mod if mod else ''})"
 
@@ -185,7 +188,7 @@ class Tracer:
         shape = tuple(val.shape)
         kind = spec.kind.name if spec is not None else "USER_INPUT"
         if kind in ("PARAMETER", "BUFFER"):
-            name = spec.target
+            name = self.canonical.get(spec.target, spec.target)
             persistent = kind == "PARAMETER" or spec.persistent is not False
             if persistent and val.is_floating_point():
                 labels = [self.fresh(s) for s in shape]
@@ -217,10 +220,10 @@ def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None):
     Raises:
         UnsupportedNetworkError: If export fails, or a parameterized op has no rule.
     """
-    from graphs.layout import build_layout
+    from graphs.layout import build_layout, canonical_names
 
     program = export(model, example_inputs, kwargs)
-    tracer = Tracer(program)
+    tracer = Tracer(program, canonical_names(model))
     tracer.run()
     return build_layout(tracer, model)
 

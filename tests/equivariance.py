@@ -1,0 +1,73 @@
+"""Reusable assertions for symmetry soundness, exact conversion and graph equivariance."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+import graphs
+
+SOUND_RTOL = 1e-9  # float64: relative to the output scale
+
+
+def run(model, inputs, kwargs=None):
+    out = model(*inputs, **(kwargs or {}))
+    if hasattr(out, "logits"):
+        out = out.logits
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out
+
+
+def as_double(model, inputs, kwargs=None):
+    m = copy.deepcopy(model).double().eval()
+    conv = (lambda t: t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t)
+    return m, tuple(conv(t) for t in inputs), {k: conv(v) for k, v in (kwargs or {}).items()}
+
+
+def output_error(model, sd, inputs, kwargs=None) -> float:
+    """Max |f_sd(x) - f(x)| / max(1, |f(x)|)."""
+    ref = run(model, inputs, kwargs)
+    other = copy.deepcopy(model)
+    other.load_state_dict(sd)
+    out = run(other, inputs, kwargs)
+    return float((out - ref).abs().max() / ref.abs().max().clamp(min=1.0))
+
+
+def assert_exact_round_trip(model, layout):
+    sd = model.state_dict()
+    back = graphs.to_state_dict(graphs.to_graph(model, layout))
+    assert list(back) == list(sd) or set(back) == set(sd)
+    for k, v in sd.items():
+        assert back[k].dtype == v.dtype, k
+        assert back[k].shape == v.shape, k
+        assert torch.equal(back[k], v), k
+
+
+def assert_sound(model, layout, inputs, kwargs=None, n: int = 3, seed: int = 0):
+    """Random symmetries leave float64 outputs unchanged (relative error < 1e-9)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = model.state_dict()
+    for _ in range(n):
+        perm = graphs.random_symmetry(layout, gen)
+        err = output_error(model, graphs.apply_symmetry(sd, layout, perm), inputs, kwargs)
+        assert err < SOUND_RTOL, f"symmetry changed the output by {err:.3g}"
+
+
+def assert_graph_equivariant(model, layout, seed: int = 0):
+    """The graph of a permuted network is the permuted graph (edges and node features)."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = graphs.random_symmetry(layout, gen)
+    g = graphs.to_graph(model, layout)
+    g2 = graphs.to_graph(graphs.apply_symmetry(model.state_dict(), layout, perm), layout)
+    s = graphs.node_permutation(layout, perm)  # new node j = old node s[j]
+    old = {(int(a), int(b), int(p)): i for i, (a, b, p) in
+           enumerate(zip(g.edge_index[0], g.edge_index[1], g.edge_param, strict=True))}
+    assert len(old) == g.edge_index.shape[1], "parallel edges of one parameter"
+    idx = torch.tensor([old[(int(s[a]), int(s[b]), int(p))] for a, b, p in
+                        zip(g2.edge_index[0], g2.edge_index[1], g2.edge_param, strict=True)], dtype=torch.long)
+    assert torch.equal(g2.edge_attr, g.edge_attr[idx])
+    assert torch.equal(g2.x, g.x[s])
+    assert torch.equal(g.node_type[s], g.node_type)
+    return perm, s
