@@ -46,7 +46,9 @@ class Compiled:
         node_gather: ``[N * K]`` index into ``cat(vec, [0])`` filling ``x``.
         inverse: ``[P]`` index into ``cat(edge_attr.flatten(), x.flatten())`` giving back ``vec``.
         width: ``K``, the edge/node feature width (largest packed vector).
-        spaces: Label (JSON tree) of every neuron space, in node order.
+        spaces: Label (JSON tree) of every neuron space, in node order; ``("dup", label, k)`` is the
+            k-th extra copy of a space that one concatenated axis holds several times (e.g. the value
+            and gate halves of a GLU projection, or q and k blocks of a fused qkv projection).
     """
 
     edge_index: torch.Tensor
@@ -97,8 +99,15 @@ def axis_maps(layout: Layout, label) -> tuple[list, np.ndarray, np.ndarray, int]
         return [label] * n, np.arange(n), np.zeros(n, np.int64), 1
     if tag == "c":
         keys, units, slots, vlen = [], [], [], 1
+        seen: dict = {}
         for blk in label[1]:
             k, u, s, v = axis_maps(layout, blk)
+            first = next((x for x in k if x is not None), None)
+            if first is not None:  # a block repeating an earlier block's neurons gets its own copy
+                rep = seen.get(first, 0)
+                seen[first] = rep + 1
+                if rep:
+                    k = [None if x is None else ("dup", x, rep) for x in k]
             keys += k
             units.append(u)
             slots.append(s)
@@ -165,16 +174,17 @@ class _Builder:
         if key in self.space_index:
             return self.space_offset[self.space_index[key]]
         groups = self.layout.groups
-        atoms = _atoms(key)
+        label = key[1] if key[0] == "dup" else key
+        atoms = _atoms(label)
         fixed = all(groups[a].fixed for a in atoms)
         kinds = {k for a in atoms for k in groups[a].kinds}
-        n = _size(self.layout, key)
+        n = _size(self.layout, label)
         if fixed:
             kind = NodeType.INPUT if "input" in kinds else NodeType.OUTPUT if "output" in kinds else NodeType.FIXED
             pos = np.arange(n)
         else:
             kind = NodeType.HIDDEN
-            coords = _leaves(self.layout, key)
+            coords = _leaves(self.layout, label)
             codes: dict = {}
             pos = np.array([-1 if not c else codes.setdefault(c, len(codes)) for c in coords], np.int64)
         movable = not fixed and any(not groups[a].fixed and groups[a].size > 1 for a in atoms)
@@ -202,11 +212,15 @@ class _Builder:
     def build(self) -> Compiled:
         layout = self.layout
         P = layout.num_params
-        per_param = []  # (p_index, kind, src, dst, slot, is_matrix); kind 0: edges, 1: parameter-node features
+        per_param = []  # (p_index, kind, src, dst, slot, elements, is_matrix); kind 0: edges, 1: node features
         width = 1
         for pi, p in enumerate(layout.params):
+            if p.numel == 0:
+                continue
             nids, slots, vlens = [], [], []
-            for lab in p.axes:
+            for ax, lab in enumerate(p.axes):
+                if ax == 1 and p.group_input is not None:  # replaced below by the input-channel map
+                    lab = ("u",) if p.shape[1] == 1 else ("c", tuple(("u",) for _ in range(p.shape[1])))
                 keys, units, sl, vlen = axis_maps(layout, lab)
                 offs = np.array([-1 if k is None else self.space(k) for k in keys], np.int64)
                 nids.append(np.where(offs >= 0, offs + units, -1))
@@ -214,6 +228,14 @@ class _Builder:
                 vlens.append(vlen)
             nd = len(p.shape)
             grids = _broadcast([np.asarray(a) for a in nids]) if nd else []
+            if p.group_input is not None:  # grouped conv: input channel = block(out) * in/g + i
+                keys, units, _sl, _v = axis_maps(layout, p.group_input)
+                in_nid = np.array([-1 if k is None else self.space(k) for k in keys], np.int64) + units
+                per_in = p.shape[1]
+                per_out = p.shape[0] // (len(keys) // per_in)
+                unit = (np.arange(p.shape[0])[:, None] // per_out) * per_in + np.arange(per_in)[None, :]
+                grids[1] = np.broadcast_to(in_nid[unit].reshape(unit.shape + (1,) * (nd - 2)), grids[0].shape)
+                nids[1] = in_nid
             slot = np.zeros(p.shape, np.int64) if nd else np.zeros((), np.int64)
             for ax in range(nd):
                 shape = [1] * nd
@@ -226,18 +248,28 @@ class _Builder:
                 raise UnsupportedNetworkError(
                     f"parameter '{p.name}' has {len(node_axes)} permutable axes; a graph edge joins only two neurons",
                     hint="reshape the parameter so that it has at most an input and an output neuron axis")
+            slot = slot.reshape(-1)
+            n = max(1, p.numel)
             if len(node_axes) == 2:
                 i_ax, o_ax = p.direction if p.direction and set(p.direction) == set(node_axes) else (
                     node_axes[1], node_axes[0])
-                src, dst = grids[i_ax].reshape(-1), grids[o_ax].reshape(-1)
-                per_param.append((pi, 0, src, dst, slot.reshape(-1), True))
+                src, dst = grids[i_ax].reshape(-1).copy(), grids[o_ax].reshape(-1).copy()
             elif len(node_axes) == 1:
-                pn = self.param_node(pi)
-                dst = grids[node_axes[0]].reshape(-1)
-                per_param.append((pi, 0, np.full(dst.shape, pn), dst, slot.reshape(-1), False))
+                src, dst = np.full(n, -1, np.int64), grids[node_axes[0]].reshape(-1).copy()
             else:
-                pn = self.param_node(pi)
-                per_param.append((pi, 1, np.full(max(1, p.numel), pn), None, slot.reshape(-1), False))
+                src, dst = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+            # elements without a target neuron take their source as target; elements without a
+            # source neuron hang off a parameter node; elements with neither are its own features
+            swap = dst < 0
+            dst[swap], src[swap] = src[swap], -1
+            if (src < 0).any():
+                src[src < 0] = self.param_node(pi)
+            elem = np.arange(n)
+            edge, feat = dst >= 0, dst < 0
+            if edge.any():
+                per_param.append((pi, 0, src[edge], dst[edge], slot[edge], elem[edge], len(node_axes) == 2))
+            if feat.any():
+                per_param.append((pi, 1, src[feat], None, slot[feat], elem[feat], False))
         return self._assemble(per_param, width, P)
 
     def _assemble(self, per_param, width: int, P: int) -> Compiled:
@@ -247,11 +279,11 @@ class _Builder:
         n_gather = np.full((N, width), P, np.int64)
         inverse = np.empty(P, np.int64)
         n_edges = 0
-        for pi, kind, src, dst, slot, matrix in per_param:
+        for pi, kind, src, dst, slot, elem, matrix in per_param:
             p = layout.params[pi]
-            flat = p.offset + np.arange(p.numel)
+            flat = p.offset + elem
             if kind == 1:
-                n_gather[src[:p.numel], slot[:p.numel]] = flat
+                n_gather[src, slot] = flat
                 continue
             key = src.astype(np.int64) * N + dst
             uniq, inv = np.unique(key, return_inverse=True)
@@ -265,11 +297,9 @@ class _Builder:
             inverse[flat] = (n_edges + inv) * width + slot
             n_edges += uniq.size
         # node features come after all edge features in cat(edge_attr.flatten(), x.flatten())
-        for pi, kind, src, _dst, slot, _m in per_param:
+        for pi, kind, src, _dst, slot, elem, _m in per_param:
             if kind == 1:
-                p = layout.params[pi]
-                flat = p.offset + np.arange(p.numel)
-                inverse[flat] = n_edges * width + src[:p.numel] * width + slot[:p.numel]
+                inverse[layout.params[pi].offset + elem] = n_edges * width + src * width + slot
         cat = (lambda xs, dt=np.int64: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
         edge_gather = np.concatenate(e_gather_rows) if e_gather_rows else np.zeros((0, width), np.int64)
         t = torch.from_numpy
@@ -306,4 +336,4 @@ def _broadcast(arrays: list[np.ndarray]) -> list[np.ndarray]:
         shape = [1] * nd
         shape[ax] = a.size
         out.append(a.reshape(shape))
-    return np.broadcast_arrays(*out)
+    return list(np.broadcast_arrays(*out))

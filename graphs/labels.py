@@ -44,6 +44,7 @@ class AxisAlgebra:
         self._kinds: list[set[str]] = []
         self._reasons: list[list[str]] = []
         self._struct: list[Label | None] = []
+        self._members: list[int] = []
 
     # ------------------------------------------------------------------ atoms
     def new(self, size: int, kind: str = HIDDEN, fixed: bool = False, reason: str | None = None) -> Label:
@@ -60,6 +61,7 @@ class AxisAlgebra:
         self._kinds.append({kind})
         self._reasons.append([reason] if (fixed and reason) else [])
         self._struct.append(None)
+        self._members.append(1)
         return ("a", len(self._parent) - 1)
 
     def fixed_atom(self, size: int, kind: str, reason: str) -> Label:
@@ -73,6 +75,11 @@ class AxisAlgebra:
             parent[a] = parent[parent[a]]
             a = parent[a]
         return a
+
+    def is_singleton(self, label: Label) -> bool:
+        """True for an atom that was never unified with another axis (e.g. a broadcast size-1 axis)."""
+        label = self.resolve(label)
+        return label[0] == "a" and self._members[label[1]] == 1 and not self._fixed[label[1]]
 
     def atom_info(self, root: int) -> tuple[int, bool, frozenset[str], tuple[str, ...]]:
         """Size, fixed flag, kinds and fix reasons of a root atom."""
@@ -190,12 +197,13 @@ class AxisAlgebra:
             self.fix(y, f"{reason} (product meets concatenation)")
 
     def _union(self, a: int, b: int) -> None:
-        if self._size[a] < 0 or a == b:
+        if a == b:
             return
         # keep the older atom as root so labels stay stable across equivalent traces
         if b < a:
             a, b = b, a
         self._parent[b] = a
+        self._members[a] += self._members[b]
         self._fixed[a] = self._fixed[a] or self._fixed[b]
         self._kinds[a] |= self._kinds[b]
         self._reasons[a].extend(r for r in self._reasons[b] if r not in self._reasons[a])

@@ -69,6 +69,9 @@ class ParamSpec:
         direction: ``(in_axis, out_axis)`` of a weight (edge source and target), when known.
         is_buffer: A buffer rather than a parameter.
         aliases: Other ``state_dict`` keys bound to this same tensor (tied weights).
+        group_input: For a grouped convolution weight ``W[out, in/g, ...]``: the label of the full input
+            channel axis (``blocks x within``); input channel of element ``(o, i)`` is
+            ``block(o) * in/g + i``. None otherwise.
     """
 
     name: str
@@ -80,6 +83,7 @@ class ParamSpec:
     direction: tuple[int, int] | None = None
     is_buffer: bool = False
     aliases: tuple[str, ...] = ()
+    group_input: Any = None
 
     @property
     def numel(self) -> int:
@@ -186,7 +190,8 @@ class Layout:
             "groups": [[g.size, g.fixed, list(g.kinds), list(g.reasons)] for g in self.groups],
             "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype, "axes": _to_json(p.axes),
                         "role": p.role, "direction": list(p.direction) if p.direction else None,
-                        "is_buffer": p.is_buffer, "aliases": list(p.aliases)} for p in self.params],
+                        "is_buffer": p.is_buffer, "aliases": list(p.aliases),
+                        "group_input": _to_json(p.group_input)} for p in self.params],
             "int_buffers": [{"name": b.name, "shape": list(b.shape), "dtype": b.dtype} for b in self.int_buffers],
         }
 
@@ -202,7 +207,8 @@ class Layout:
         params, off = [], 0
         for p in d["params"]:
             spec = ParamSpec(p["name"], tuple(p["shape"]), p["dtype"], off, _from_json(p["axes"]), p["role"],
-                             tuple(p["direction"]) if p["direction"] else None, p["is_buffer"], tuple(p["aliases"]))
+                             tuple(p["direction"]) if p["direction"] else None, p["is_buffer"], tuple(p["aliases"]),
+                             _from_json(p.get("group_input")))
             params.append(spec)
             off += spec.numel
         ints, off = [], 0
@@ -230,6 +236,8 @@ def _numel(shape) -> int:
 
 
 def _to_json(obj):
+    if obj is None:
+        return None
     return [_to_json(o) for o in obj] if isinstance(obj, (list, tuple)) else obj
 
 
@@ -279,8 +287,10 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
         else:
             labels, direction, is_buffer = rec.labels, rec.direction, rec.is_buffer
             role = rec.roles[0] if rec.roles else "other"
-        axes = tuple(relabel(lab) for lab in labels)
-        params.append(ParamSpec(name, shape, dtype, off, axes, role, direction, is_buffer, aliases))
+        axes = tuple(("u",) if n == 1 and alg.is_singleton(lab) else relabel(lab)
+                     for lab, n in zip(labels, shape, strict=True))
+        group_input = relabel(rec.group_input) if rec is not None and rec.group_input is not None else None
+        params.append(ParamSpec(name, shape, dtype, off, axes, role, direction, is_buffer, aliases, group_input))
         dtypes.append(tensor.dtype)
         off += _numel(shape)
     wide = torch.float64 if torch.float64 in dtypes else torch.float32

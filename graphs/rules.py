@@ -63,7 +63,7 @@ def is_weight(*vals) -> bool:
 def fallback(t: Tracer, node, args, kwargs):
     """Ops with no rule: fix every axis they touch; refuse if a weight flows in (unsound otherwise)."""
     ins = tensors([args, kwargs])
-    if any(v.weight and v.src is not None or (v.weight and _has_param_atoms(t, v)) for v in ins):
+    if any(t.param_only(n) for n in node.all_input_nodes):
         raise UnsupportedNetworkError(
             "a parameterized op has no symmetry rule", op=t.op_name(node), module=t.where(node),
             hint="write the layer with supported ops (linear, conv, norms, attention, elementwise), "
@@ -74,10 +74,6 @@ def fallback(t: Tracer, node, args, kwargs):
             t.fix(lab, why, OPAQUE)
     outs = [t.tensor([t.fixed(s, OPAQUE, why) for s in shape], shape) for shape in out_shapes(node)]
     return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
-
-
-def _has_param_atoms(t: Tracer, v: TensorVal) -> bool:
-    return any(not t.alg.is_fixed(lab) for lab in v.labels)
 
 
 # -------------------------------------------------------------- elementwise
@@ -114,9 +110,15 @@ def multi_passthrough(t: Tracer, node, args, kwargs):
 
 
 def factory(t: Tracer, node, args, kwargs) -> TensorVal:
-    """Tensor factories (arange, zeros, full, ...): constants, fixed along every axis."""
+    """Tensor factories (arange, rand, eye, ...): values vary along every axis, so each axis is fixed."""
     shape = out_shapes(node)[0]
     return t.tensor([t.fixed(s, CONSTANT, "constant tensor") for s in shape], shape, weight=True)
+
+
+def uniform(t: Tracer, node, args, kwargs) -> TensorVal:
+    """zeros/ones/full (and _like/new_ forms): one value everywhere, so any permutation leaves it unchanged."""
+    shape = out_shapes(node)[0]
+    return t.tensor([t.fresh(s) for s in shape], shape, weight=True)
 
 
 # -------------------------------------------------------------- reshaping
@@ -441,8 +443,9 @@ dropout alpha_dropout feature_dropout feature_alpha_dropout threshold fill zero 
 cosh asinh acosh atanh xlogy sigmoid_ silu_ relu_ add_ mul_ hardtanh_ copy masked_fill_ scalar_tensor_like
 """.split()
 _PASSTHROUGH = "clone contiguous detach alias lift_fresh_copy _to_copy to type_as _assert_tensor_metadata".split()
-_FACTORY = """arange zeros ones full empty rand randn randint tensor scalar_tensor zeros_like ones_like full_like
-empty_like rand_like randn_like new_zeros new_ones new_full new_empty linspace logspace eye empty_strided""".split()
+_FACTORY = """arange empty rand randn randint tensor scalar_tensor empty_like rand_like randn_like new_empty linspace
+logspace eye empty_strided""".split()
+_UNIFORM = "zeros ones full zeros_like ones_like full_like new_zeros new_ones new_full".split()
 _RESHAPE = "view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze squeeze_copy unsqueeze_copy".split()
 _PERMUTE = "transpose swapaxes swapdims permute t numpy_T mT adjoint movedim".split()
 _REDUCE = """mean sum amax amin max min var std var_mean std_mean logsumexp prod nansum nanmean norm linalg_vector_norm
@@ -452,6 +455,7 @@ RULES: dict[str, Any] = {}
 RULES.update({k: elementwise for k in _ELEMENTWISE})
 RULES.update({k: passthrough_first for k in _PASSTHROUGH})
 RULES.update({k: factory for k in _FACTORY})
+RULES.update({k: uniform for k in _UNIFORM})
 RULES.update({k: reshape for k in _RESHAPE})
 RULES.update({k: permute_axes for k in _PERMUTE})
 RULES.update({k: reduction for k in _REDUCE})

@@ -152,6 +152,8 @@ def convolution(t: Tracer, node, args, kwargs) -> TensorVal:
             t.unify(x.labels[c], ("p", (blocks, w.labels[1])), "grouped convolution blocks")
             t.unify(w.labels[0], ("p", (blocks, t.fresh(w.shape[0] // groups))), "grouped convolution blocks")
             out = w.labels[0]
+            if w.src is not None and w.shape[1] > 1:
+                t.params[w.src[0]].group_input = x.labels[c]
     out = t.alg.resolve(out)
     if isinstance(bias, TensorVal):
         t.unify(bias.labels[0], out, "convolution bias")
@@ -287,6 +289,77 @@ def sdpa(t: Tracer, node, args, kwargs) -> TensorVal:
     return t.tensor(batch + [q.labels[-2], v.labels[-1]], shape, is_weight(q, k, v))
 
 
+# --------------------------------------------------------------- recurrent
+_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def recurrent(t: Tracer, node, args, kwargs):
+    """lstm/gru/rnn: hidden units of each layer (and direction) permute jointly across gate blocks.
+
+    ``W_ih[G*H, in]`` and ``W_hh[G*H, H]`` have rows ``FIXED(G) x H``; the gate factor is packed into
+    edge vectors (like kernel offsets). Stacked final states ``h_n[L*D, B, H]`` hold several layers on
+    one axis, so when several layers exist and ``h_n``/``c_n`` are used, their hidden groups are fixed.
+    """
+    from graphs.rules import fallback
+
+    name = node.target._schema.name.split("::")[-1]
+    b = bind(node, args, kwargs)
+    x, params = b["input"], [p for p in b["params"]]
+    gates, layers = _GATES[name], int(b["num_layers"])
+    dirs = 2 if b["bidirectional"] else 1
+    per = 4 if b["has_biases"] else 2
+    if len(params) != layers * dirs * per:  # projections (proj_size) and other variants
+        return fallback(t, node, args, kwargs)
+    feat = x.labels[-1]
+    hidden = []
+    for layer in range(layers):
+        outs = []
+        for d in range(dirs):
+            w_ih, w_hh, *biases = params[(layer * dirs + d) * per:(layer * dirs + d + 1) * per]
+            h = t.fresh(w_hh.shape[1])
+            gate = t.fixed(gates, SPATIAL, "gate block of a recurrent layer")
+            rows = ("p", (gate, h))
+            for w, cols in ((w_ih, feat), (w_hh, h)):
+                t.note_role(w, "linear")
+                t.note_direction(w, 1, 0)
+                t.unify(w.labels[0], rows, "recurrent gate rows")
+                t.unify(w.labels[1], cols, "recurrent input")
+            for bias in biases:
+                t.note_role(bias, "bias")
+                t.unify(bias.labels[0], rows, "recurrent bias")
+            outs.append(h)
+        hidden.extend(outs)
+        feat = t.alg.resolve(("c", tuple(outs))) if dirs == 2 else outs[0]
+    state = hidden[0] if len(hidden) == 1 else None
+    states_used = any(u.args[1] >= 1 for u in node.users)
+    hx = b["hx"]
+    for h0 in (hx if isinstance(hx, (list, tuple)) else [hx]):
+        if not isinstance(h0, TensorVal):
+            continue
+        if state is not None:
+            t.unify(h0.labels[-1], state, "initial recurrent state")
+        elif t.param_only(_arg_node(node, h0, t)) or t.alg.is_fixed(h0.labels[-1]):
+            states_used = True  # a learned or input-given initial state per layer: cannot stay permutable
+    if state is None and states_used:
+        for h in hidden:
+            t.fix(h, "stacked per-layer recurrent states are used")
+    shapes = out_shapes(node)
+    batch_first = bool(b["batch_first"]) and len(x.shape) == 3
+    batch = [x.labels[0 if batch_first else 1]] if len(x.shape) == 3 else []
+    outs = [t.tensor(list(x.labels[:-1]) + [feat], shapes[0], x.weight)]
+    for shape in shapes[1:]:
+        last = state if state is not None else t.fixed(shape[-1], "constant", "stacked recurrent state")
+        outs.append(t.tensor([t.fixed(shape[0], "constant", "layer index")] + batch + [last], shape, x.weight))
+    return tuple(outs)
+
+
+def _arg_node(node, val, t: Tracer):
+    for n in node.all_input_nodes:
+        if t.values.get(n.name) is val:
+            return n
+    return node
+
+
 LAYER_RULES: dict[str, Any] = {
     "linear": linear, "mm": matmul, "bmm": matmul, "matmul": matmul, "mv": matmul, "dot": matmul,
     "addmm": addmm, "baddbmm": addmm, "addmv": addmm, "einsum": einsum,
@@ -299,6 +372,7 @@ LAYER_RULES: dict[str, Any] = {
     "native_layer_norm": layer_norm, "rms_norm": layer_norm, "group_norm": group_norm,
     "native_group_norm": group_norm, "prelu": prelu, "_prelu_kernel": prelu, "glu": glu,
     "embedding": embedding, "scaled_dot_product_attention": sdpa,
+    "lstm": recurrent, "gru": recurrent, "rnn_tanh": recurrent, "rnn_relu": recurrent,
 }
 for _k in """max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices
 avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d

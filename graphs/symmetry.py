@@ -77,6 +77,7 @@ def node_permutation(layout: Layout, perm: Mapping[int, torch.Tensor]) -> torch.
     out = torch.arange(c.num_nodes)
     space = c.node_space
     for i, key in enumerate(c.spaces):
+        key = key[1] if key[0] == "dup" else key
         nodes = (space == i).nonzero().view(-1)
         out[nodes] = nodes[axis_permutation(layout, key, perm)]
     return out

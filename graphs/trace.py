@@ -9,6 +9,7 @@ labels of every parameter axis, resolved through the union-find, are the symmetr
 
 from __future__ import annotations
 
+import logging
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ class ParamRecord:
     is_buffer: bool
     direction: tuple[int, int] | None = None  # (in_axis, out_axis) when a rule knows them
     roles: list[str] = field(default_factory=list)
+    group_input: Label | None = None  # grouped convolution: label of the input channel axis
 
 
 def export(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) -> torch.export.ExportedProgram:
@@ -63,6 +65,9 @@ def export(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) ->
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     was_training = model.training
     model.eval()
+    quiet = logging.getLogger("torch._subclasses.fake_tensor")  # logs a traceback before raising
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         return torch.export.export(model, args, kwargs or {}, strict=False)
     except Exception as exc:  # torch raises many types here; all mean "not exportable"
@@ -73,6 +78,7 @@ def export(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) ->
                  "and for Hugging Face models set use_cache=False in the config") from exc
     finally:
         model.train(was_training)
+        quiet.setLevel(level)
 
 
 class Tracer:
@@ -85,6 +91,7 @@ class Tracer:
         self.values: dict[str, Any] = {}
         self.params: dict[str, ParamRecord] = {}
         self.node: torch.fx.Node | None = None
+        self._origin: dict[torch.fx.Node, tuple[bool, bool]] = {}
 
     # ------------------------------------------------------------ utilities
     def where(self, node: torch.fx.Node | None = None) -> str:
@@ -138,6 +145,25 @@ class Tracer:
         if rec.direction is None and pin is not None and pout is not None:
             rec.direction = (pin, pout)
 
+    def param_only(self, node: torch.fx.Node) -> bool:
+        """True when ``node`` is computed from parameters/persistent buffers and no network input."""
+        has_param, has_input = self._origins(node)
+        return has_param and not has_input
+
+    def _origins(self, node: torch.fx.Node) -> tuple[bool, bool]:
+        got = self._origin.get(node)
+        if got is not None:
+            return got
+        if node.op == "placeholder":
+            val = self.values.get(node.name)
+            is_param = isinstance(val, TensorVal) and val.src is not None
+            got = (is_param, isinstance(val, TensorVal) and not val.weight)
+        else:
+            flags = [self._origins(n) for n in node.all_input_nodes]
+            got = (any(f[0] for f in flags), any(f[1] for f in flags))
+        self._origin[node] = got
+        return got
+
     def note_role(self, val: TensorVal | None, role: str) -> None:
         """Record the role (edge type) a parameter plays, e.g. ``conv`` or ``norm_weight``."""
         if isinstance(val, TensorVal) and val.src is not None:
@@ -148,8 +174,6 @@ class Tracer:
     # ------------------------------------------------------------------ walk
     def run(self) -> None:
         """Label every value of the exported graph."""
-        from graphs.rules import RULES, fallback  # rules import this module's types
-
         sig = self.program.graph_signature
         specs = {spec.arg.name: spec for spec in sig.input_specs if hasattr(spec.arg, "name")}
         state = self.program.state_dict
@@ -158,28 +182,57 @@ class Tracer:
             self.node = node
             if node.op == "placeholder":
                 self.values[node.name] = self._placeholder(node, specs.get(node.name), state, consts)
-            elif node.op == "call_function":
-                args = torch.fx.node.map_arg(node.args, lambda n: self.values.get(n.name))
-                kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: self.values.get(n.name))
-                if node.target is operator.getitem:
-                    seq = args[0]
-                    self.values[node.name] = seq[args[1]] if isinstance(seq, (list, tuple)) else None
-                    continue
-                if not _returns_tensors(node):
-                    self.values[node.name] = None
-                    continue
-                key = _rule_key(node.target)
-                rule = RULES.get(key, fallback)
-                self.values[node.name] = rule(self, node, args, kwargs)
             elif node.op == "output":
                 for val in _flatten(torch.fx.node.map_arg(node.args, lambda n: self.values.get(n.name))):
                     if isinstance(val, TensorVal):
                         for lab in val.labels:
                             self.fix(lab, "network output", OUTPUT)
             else:
-                raise UnsupportedNetworkError(
-                    f"exported graph has a '{node.op}' node ({node.target}) that the tracer does not handle",
-                    module=self.where(node), hint="export with strict=False and without higher-order ops")
+                self._step(node, self.program.graph_module)
+
+    def _step(self, node: torch.fx.Node, owner: torch.nn.Module) -> None:
+        """Label the outputs of one ``get_attr``/``call_function`` node."""
+        from graphs.rules import RULES, fallback  # rules import this module's types
+
+        if node.op == "get_attr":
+            self.values[node.name] = _Sub(getattr(owner, node.target))
+            return
+        if node.op != "call_function":
+            raise UnsupportedNetworkError(
+                f"exported graph has a '{node.op}' node ({node.target}) that the tracer does not handle",
+                module=self.where(node), hint="export with strict=False")
+        args = torch.fx.node.map_arg(node.args, lambda n: self.values.get(n.name))
+        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: self.values.get(n.name))
+        subs = [a for a in args if isinstance(a, _Sub)]
+        if node.target is operator.getitem:
+            seq = args[0]
+            self.values[node.name] = seq[args[1]] if isinstance(seq, (list, tuple)) else None
+        elif len(subs) == 1:  # a higher-order op wrapping one subgraph (autocast, set_grad_enabled)
+            operands = list(args[args.index(subs[0]) + 1:])
+            self.values[node.name] = self._inline(subs[0].module, operands)
+        elif subs:
+            self.values[node.name] = _fix_all(self, node, args, kwargs)  # control flow (cond/while_loop)
+        elif not _returns_tensors(node):
+            self.values[node.name] = None
+        else:
+            self.values[node.name] = RULES.get(_rule_key(node.target), fallback)(self, node, args, kwargs)
+
+    def _inline(self, module: torch.fx.GraphModule, operands: list) -> tuple:
+        """Walk a wrapped subgraph with its placeholders bound to ``operands``; return its outputs."""
+        outer, outer_node = self.values, self.node
+        self.values = dict(outer)
+        it = iter(operands)
+        result: tuple = ()
+        for node in module.graph.nodes:
+            self.node = node
+            if node.op == "placeholder":
+                self.values[node.name] = next(it, None)
+            elif node.op == "output":
+                result = tuple(_flatten(torch.fx.node.map_arg(node.args, lambda n: self.values.get(n.name))))
+            else:
+                self._step(node, module)
+        self.values, self.node = outer, outer_node
+        return result
 
     def _placeholder(self, node, spec, state, consts) -> TensorVal | None:
         val = node.meta.get("val")
@@ -226,6 +279,19 @@ def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None):
     tracer = Tracer(program, canonical_names(model))
     tracer.run()
     return build_layout(tracer, model)
+
+
+class _Sub:
+    """A subgraph module referenced by a higher-order op."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+
+def _fix_all(t: Tracer, node, args, kwargs):
+    from graphs.rules import fallback
+
+    return fallback(t, node, tuple(a for a in args if not isinstance(a, _Sub)), kwargs)
 
 
 def _rule_key(target) -> str:

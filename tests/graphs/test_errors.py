@@ -5,24 +5,32 @@ from torch import nn
 import graphs
 
 
-class WithLSTM(nn.Module):
+class RBF(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.centers = nn.Parameter(torch.randn(7, 4))
+
+    def forward(self, x):
+        return torch.exp(-torch.cdist(x, self.centers))
+
+
+class WithRBF(nn.Module):
     def __init__(self):
         super().__init__()
         self.inp = nn.Linear(3, 4)
-        self.rnn = nn.LSTM(4, 5, batch_first=True)
-        self.out = nn.Linear(5, 2)
+        self.rbf = RBF()
+        self.out = nn.Linear(7, 2)
 
     def forward(self, x):
-        h, _ = self.rnn(self.inp(x))
-        return self.out(h[:, -1])
+        return self.out(self.rbf(self.inp(x)))
 
 
 def test_parameterized_op_without_rule_names_op_and_module():
     with pytest.raises(graphs.UnsupportedNetworkError) as info:
-        graphs.trace(WithLSTM(), torch.randn(2, 6, 3))
+        graphs.trace(WithRBF(), torch.randn(2, 3))
     err = info.value
-    assert "lstm" in err.op and err.module == "rnn"
-    assert "fix:" in str(err)
+    assert "cdist" in err.op and err.module == "rbf"
+    assert "fix:" in str(err) and "module: rbf" in str(err)
 
 
 class Cumulative(nn.Module):

@@ -1,0 +1,66 @@
+"""Batched conversion: many networks of one Layout at once (zoo conversion and data loading)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch_geometric.data import Batch
+
+from graphs.compile import compile_layout
+from graphs.convert import check_state_dict
+from graphs.errors import LayoutMismatchError
+from graphs.layout import Layout
+from graphs.param_graph import ParamGraph
+
+__all__ = ["flatten_state_dicts", "rows_to_batch"]
+
+
+def flatten_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], layout: Layout,
+                        check: bool = True) -> torch.Tensor:
+    """Stack the flat vectors of many state_dicts: ``[N, layout.num_params]``, one copy per tensor name."""
+    if check:
+        for sd in state_dicts:
+            check_state_dict(sd, layout)
+    dtype = getattr(torch, layout.float_dtype)
+    n = len(state_dicts)
+    out = torch.empty(n, layout.num_params, dtype=dtype)
+    for p in layout.params:
+        cols = out[:, p.offset:p.offset + p.numel]
+        cols.copy_(torch.stack([sd[p.name].detach().reshape(-1).cpu() for sd in state_dicts]))
+    return out
+
+
+def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None = None) -> Batch:
+    """A PyG ``Batch`` of the graphs of ``rows [B, num_params]`` built with one gather (no per-graph work).
+
+    Equivalent to ``Batch.from_data_list([vector_to_graph(r, layout) for r in rows])``.
+    """
+    if rows.dim() != 2 or rows.shape[1] != layout.num_params:
+        raise LayoutMismatchError(f"rows have shape {tuple(rows.shape)}, layout {layout.fingerprint} needs "
+                                  f"(B, {layout.num_params})")
+    c = compile_layout(layout)
+    b, k, n, e = rows.shape[0], c.width, c.num_nodes, c.edge_index.shape[1]
+    dev = rows.device
+    ext = torch.cat([rows, rows.new_zeros(b, 1)], 1)
+    offsets = torch.arange(b, device=dev) * n
+    edge_index = (c.edge_index.to(dev)[:, None, :] + offsets[None, :, None]).reshape(2, -1)
+    batch = Batch(
+        x=ext[:, c.node_gather.to(dev)].reshape(b * n, k), node_type=c.node_type.to(dev).repeat(b),
+        node_pos=c.node_pos.to(dev).repeat(b), edge_index=edge_index,
+        edge_attr=ext[:, c.edge_gather.to(dev)].reshape(b * e, k), edge_type=c.edge_type.to(dev).repeat(b),
+        edge_param=c.edge_param.to(dev).repeat(b),
+        ints=(ints.reshape(-1) if ints is not None else torch.zeros(b * layout.num_int, dtype=torch.long)),
+        batch=torch.arange(b, device=dev).repeat_interleave(n), ptr=torch.arange(b + 1, device=dev) * n)
+    batch._num_graphs = b
+    batch.layout = [layout] * b
+    batch._slice_dict = {
+        "x": torch.arange(b + 1) * n, "node_type": torch.arange(b + 1) * n, "node_pos": torch.arange(b + 1) * n,
+        "edge_index": torch.arange(b + 1) * e, "edge_attr": torch.arange(b + 1) * e,
+        "edge_type": torch.arange(b + 1) * e, "edge_param": torch.arange(b + 1) * e,
+        "ints": torch.arange(b + 1) * layout.num_int, "layout": torch.arange(b + 1)}
+    batch._inc_dict = {key: (torch.arange(b) * n if key == "edge_index" else torch.zeros(b, dtype=torch.long))
+                       for key in batch._slice_dict}
+    batch._inc_dict["edge_index"] = (torch.arange(b) * n)
+    batch._data_cls = ParamGraph  # to_data_list() yields ParamGraphs
+    return batch
