@@ -8,7 +8,6 @@ for which ``--model`` names the architecture.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 

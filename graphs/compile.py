@@ -300,7 +300,8 @@ class _Builder:
         for pi, kind, src, _dst, slot, elem, _m in per_param:
             if kind == 1:
                 inverse[layout.params[pi].offset + elem] = n_edges * width + src * width + slot
-        cat = (lambda xs, dt=np.int64: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        def cat(xs, dt=np.int64):
+            return (np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
         edge_gather = np.concatenate(e_gather_rows) if e_gather_rows else np.zeros((0, width), np.int64)
         t = torch.from_numpy
         return Compiled(

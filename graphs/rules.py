@@ -92,7 +92,8 @@ def elementwise(t: Tracer, node, args, kwargs) -> TensorVal:
                 labels[j] = v.labels[i]
             elif s != 1:  # size-1 axes may be broadcast: they are not unified
                 t.unify(labels[j], v.labels[i], "elementwise operands")
-    labels = [lab if lab is not None else (UNIT if s == 1 else t.fresh(s)) for lab, s in zip(labels, shape, strict=True)]
+    labels = [lab if lab is not None else (UNIT if s == 1 else t.fresh(s))
+              for lab, s in zip(labels, shape, strict=True)]
     src = ins[0].src if len(ins) == 1 and ins[0].shape == shape else None
     return t.tensor(labels, shape, weight=is_weight(ins), src=src)
 
@@ -214,7 +215,7 @@ def expand(t: Tracer, node, args, kwargs) -> TensorVal:
 
 
 def repeat(t: Tracer, node, args, kwargs) -> TensorVal:
-    """repeat (tiling): axis ``i`` becomes ``copies x original``."""
+    """Repeat (tiling): axis ``i`` becomes ``copies x original``."""
     x: TensorVal = args[0]
     reps = list(bind(node, args, kwargs)["repeats"])
     shape = out_shapes(node)[0]
@@ -227,213 +228,25 @@ def repeat(t: Tracer, node, args, kwargs) -> TensorVal:
     return t.tensor([t.alg.resolve(lab) for lab in labels], shape, x.weight)
 
 
-# --------------------------------------------------------- slicing / joining
-def slice_(t: Tracer, node, args, kwargs) -> TensorVal:
-    """slice/narrow: a whole block of a concatenation keeps its label; else the axis is split into blocks."""
-    x: TensorVal = args[0]
-    b = bind(node, args, kwargs)
-    shape = out_shapes(node)[0]
-    dim = b["dim"] % len(x.shape)
-    n = x.shape[dim]
-    if "length" in b:  # narrow
-        start, stop, step = b["start"], b["start"] + b["length"], 1
-    else:
-        start, stop, step = b["start"] or 0, b["end"], b["step"] or 1
-        stop = n if stop is None or stop > n else stop
-    start, stop = start % n if start < 0 else min(start, n), stop % n if stop < 0 else stop
-    labels = list(x.labels)
-    if step == 1 and (start, stop) == (0, n):
-        return t.tensor(labels, shape, x.weight, x.src)
-    lab = t.alg.blocks_at(x.labels[dim], start, stop) if step == 1 else None
-    if lab is None:
-        t.fix(x.labels[dim], "strided or misaligned slice")
-        lab = t.fixed(shape[dim], CONSTANT, "slice output")
-    labels[dim] = lab
-    return t.tensor(labels, shape, x.weight)
-
-
-def split(t: Tracer, node, args, kwargs) -> tuple:
-    """split/split_with_sizes/chunk/tensor_split: consecutive blocks along one axis."""
-    x: TensorVal = args[0]
-    b = bind(node, args, kwargs)
-    shapes = out_shapes(node)
-    dim = b["dim"] % len(x.shape)
-    sizes = [s[dim] for s in shapes]
-    cuts = [sum(sizes[:k]) for k in range(1, len(sizes))]
-    blocks = t.alg.split_cat(x.labels[dim], cuts)
-    if blocks is None:
-        t.fix(x.labels[dim], "split of a structured axis")
-        blocks = [t.fixed(s, CONSTANT, "split output") for s in sizes]
-    outs = []
-    for shape, blk in zip(shapes, blocks, strict=True):
-        labels = list(x.labels)
-        labels[dim] = blk
-        outs.append(t.tensor(labels, shape, x.weight))
-    return tuple(outs)
-
-
-def select(t: Tracer, node, args, kwargs) -> TensorVal:
-    """select/unbind: picking units by index fixes the axis."""
-    x: TensorVal = args[0]
-    dim = bind(node, args, kwargs)["dim"] % len(x.shape)
-    t.fix(x.labels[dim], "indexed by a constant position (select)")
-    labels = x.labels[:dim] + x.labels[dim + 1:]
-    shapes = out_shapes(node)
-    outs = [t.tensor(labels, s, x.weight) for s in shapes]
-    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
-
-
-def cat(t: Tracer, node, args, kwargs) -> TensorVal:
-    """cat: a concatenation label along ``dim``; the other axes unify."""
-    b = bind(node, args, kwargs)
-    shape = out_shapes(node)[0]
-    ins = [v for v in b["tensors"] if isinstance(v, TensorVal) and v.shape != (0,)]
-    dim = b["dim"] % len(shape)
-    labels: list = list(ins[0].labels)
-    for v in ins[1:]:
-        for k in range(len(shape)):
-            if k != dim:
-                t.unify(labels[k], v.labels[k], "concatenated tensors")
-    labels[dim] = t.alg.resolve(("c", tuple(v.labels[dim] for v in ins)))
-    return t.tensor(labels, shape, is_weight(ins))
-
-
-def stack(t: Tracer, node, args, kwargs) -> TensorVal:
-    """stack: a new fixed axis (which input) and unified other axes."""
-    b = bind(node, args, kwargs)
-    shape = out_shapes(node)[0]
-    ins = [v for v in b["tensors"] if isinstance(v, TensorVal)]
-    dim = b["dim"] % len(shape)
-    labels = list(ins[0].labels)
-    for v in ins[1:]:
-        for k in range(len(labels)):
-            t.unify(labels[k], v.labels[k], "stacked tensors")
-    labels.insert(dim, t.fixed(len(ins), CONSTANT, "stack index"))
-    return t.tensor(labels, shape, is_weight(ins))
-
-
-def fix_dims(t: Tracer, node, args, kwargs) -> TensorVal:
-    """flip/roll/cumsum/sort-like ops: the named axes depend on order, so they are fixed."""
-    x: TensorVal = args[0]
-    b = bind(node, args, kwargs)
-    dims = b.get("dims", b.get("dim"))
-    dims = list(range(len(x.shape))) if dims is None else (dims if isinstance(dims, (list, tuple)) else [dims])
-    for d in dims:
-        t.fix(x.labels[d % len(x.shape)], "order-dependent op")
-    shapes = out_shapes(node)
-    outs = [t.tensor(x.labels if s == x.shape else [t.fixed(n, CONSTANT, "output") for n in s], s, x.weight)
-            for s in shapes]
-    return outs[0] if not isinstance(node.meta["val"], (list, tuple)) else tuple(outs)
-
-
-def index_select(t: Tracer, node, args, kwargs) -> TensorVal:
-    """index_select: the indexed axis is fixed; the index supplies the new axis."""
-    b = bind(node, args, kwargs)
-    x, idx = b["self"], b["index"]
-    dim = b["dim"] % len(x.shape)
-    t.fix(x.labels[dim], "indexed by a tensor of positions")
-    labels = list(x.labels)
-    labels[dim] = idx.labels[0] if idx.shape and idx.shape[0] != 1 else UNIT
-    return t.tensor(labels, out_shapes(node)[0], is_weight(x, idx))
-
-
-def index_tensor(t: Tracer, node, args, kwargs) -> TensorVal:
-    """Advanced indexing ``x[..., idx, ...]``: indexed axes are fixed, the index axes come in."""
-    b = bind(node, args, kwargs)
-    x, indices = b["self"], list(b["indices"])
-    shape = out_shapes(node)[0]
-    used = [k for k, ix in enumerate(indices) if ix is not None]
-    for k in used:
-        t.fix(x.labels[k], "indexed by a tensor of positions")
-    contiguous = used == list(range(used[0], used[-1] + 1))
-    rest = [x.labels[k] for k in range(len(x.shape)) if k not in used]
-    nidx = len(shape) - len(rest)
-    idx_labels = [t.fixed(s, CONSTANT, "index") for s in (shape[used[0]:used[0] + nidx] if contiguous else shape[:nidx])]
-    for ix in indices:
-        if isinstance(ix, TensorVal):
-            off = nidx - len(ix.shape)
-            for i, s in enumerate(ix.shape):
-                if s != 1 and i + off >= 0:
-                    t.unify(idx_labels[i + off], ix.labels[i], "index tensors")
-    if contiguous:
-        labels = x.labels[:used[0]] + idx_labels + [x.labels[k] for k in range(used[-1] + 1, len(x.shape))]
-    else:
-        labels = idx_labels + rest
-    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]))
-
-
-def gather(t: Tracer, node, args, kwargs) -> TensorVal:
-    """gather: output has the index's shape; the gathered axis is fixed."""
-    b = bind(node, args, kwargs)
-    x, idx = b["self"], b["index"]
-    dim = b["dim"] % len(x.shape)
-    t.fix(x.labels[dim], "gathered by a tensor of positions")
-    for k in range(len(x.shape)):
-        if k != dim and x.shape[k] == idx.shape[k] and x.shape[k] > 1:
-            t.unify(x.labels[k], idx.labels[k], "gather")
-    return t.tensor(idx.labels, out_shapes(node)[0], is_weight(x, idx))
-
-
-def pad(t: Tracer, node, args, kwargs) -> TensorVal:
-    """constant/reflection/replication pad: padded axes are fixed and get new fixed labels."""
-    x: TensorVal = args[0]
-    b = bind(node, args, kwargs)
-    p = list(b.get("pad", b.get("padding")) or [])
-    labels = list(x.labels)
-    for k in range(len(p) // 2):
-        d = len(x.shape) - 1 - k
-        if p[2 * k] or p[2 * k + 1]:
-            kinds = {kk for a in t.alg.atoms(x.labels[d]) for kk in t.alg.atom_info(a)[2]}
-            t.fix(x.labels[d], "padded axis")
-            shape_d = out_shapes(node)[0][d]
-            labels[d] = t.fixed(shape_d, "spatial" if "spatial" in kinds else CONSTANT, "padded axis")
-    return t.tensor(labels, out_shapes(node)[0], x.weight)
-
-
-# --------------------------------------------------------------- reductions
-def reduction(t: Tracer, node, args, kwargs):
-    """mean/sum/amax/var/...: reduced axes vanish (or become unit axes with keepdim)."""
-    b = bind(node, args, kwargs)
-    x: TensorVal = b["self"] if "self" in b else args[0]
-    n = len(x.shape)
-    dims = b.get("dim")
-    if dims is None or dims == []:
-        dims = list(range(n))
-    dims = {d % n for d in (dims if isinstance(dims, (list, tuple)) else [dims])} if n else set()
-    keep = bool(b.get("keepdim"))
-    labels = [UNIT if k in dims else x.labels[k] for k in range(n)] if keep else [
-        x.labels[k] for k in range(n) if k not in dims]
-    shapes = out_shapes(node)
-    if isinstance(node.meta["val"], (list, tuple)):  # max.dim/min.dim: (values, indices)
-        if any(u.args[1] == 1 for u in node.users):  # positions are used: order matters
-            for d in dims:
-                t.fix(x.labels[d], "arg-max/min position is used")
-        return tuple(t.tensor(labels, s, x.weight) for s in shapes)
-    return t.tensor(labels, shapes[0], x.weight)
-
-
-def argreduce(t: Tracer, node, args, kwargs) -> TensorVal:
-    """argmax/argmin: the result is a position along the reduced axis, so that axis is fixed."""
-    x: TensorVal = args[0]
-    b = bind(node, args, kwargs)
-    n = len(x.shape)
-    dim = b.get("dim")
-    dims = range(n) if dim is None else [dim % n]
-    for d in dims:
-        t.fix(x.labels[d], "arg-max/min position")
-    shape = out_shapes(node)[0]
-    labels = [] if dim is None else ([UNIT if k == dim % n else x.labels[k] for k in range(n)] if b.get("keepdim")
-                                     else [x.labels[k] for k in range(n) if k != dim % n])
-    return t.tensor(labels, shape, x.weight)
-
-
-def softmax(t: Tracer, node, args, kwargs) -> TensorVal:
-    """softmax/log_softmax: equivariant along the normalized axis, so labels pass through."""
-    x: TensorVal = args[0]
-    return t.tensor(x.labels, out_shapes(node)[0], x.weight)
-
-
 # ------------------------------------------------------------------- table
+# The rule modules below use the helpers above, so they are imported here, after them.
+from graphs.rules_layers import LAYER_RULES  # noqa: E402
+from graphs.rules_select import (  # noqa: E402
+    argreduce,
+    cat,
+    fix_dims,
+    gather,
+    index_select,
+    index_tensor,
+    pad,
+    reduction,
+    select,
+    slice_,
+    softmax,
+    split,
+    stack,
+)
+
 _ELEMENTWISE = """add sub mul div rsub true_divide where maximum minimum pow eq ne lt gt le ge logical_and
 logical_or logical_xor bitwise_and bitwise_or bitwise_xor masked_fill lerp addcmul addcdiv floor_divide remainder
 fmod atan2 hypot copysign clamp clamp_min clamp_max relu relu6 gelu silu sigmoid tanh sin cos tan exp exp2 log log2
@@ -471,7 +284,5 @@ RULES.update({
     "argmax": argreduce, "argmin": argreduce, "softmax": softmax, "log_softmax": softmax,
     "_softmax": softmax, "_log_softmax": softmax,
 })
-
-from graphs.rules_layers import LAYER_RULES  # noqa: E402  (layer rules use the helpers above)
 
 RULES.update(LAYER_RULES)

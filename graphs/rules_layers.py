@@ -1,5 +1,6 @@
-"""Symmetry rules for layers: linear/matmul/einsum, convolution, normalization, pooling,
-embedding and attention. See ``SYMMETRY.md`` for the reasoning; helpers live in :mod:`graphs.rules`.
+"""Symmetry rules for layers: linear/matmul/einsum, convolution, normalization, pooling, attention.
+
+Also embedding and recurrent layers. See ``SYMMETRY.md`` for the reasoning; helpers live in :mod:`graphs.rules`.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def glu(t: Tracer, node, args, kwargs) -> TensorVal:
 
 # --------------------------------------------------------------- embedding
 def embedding(t: Tracer, node, args, kwargs) -> TensorVal:
-    """embedding ``W[V, D]``: rows are indexed by token ids (fixed); ``D`` is the output group."""
+    """Embedding ``W[V, D]``: rows are indexed by token ids (fixed); ``D`` is the output group."""
     b = bind(node, args, kwargs)
     w, idx = b["weight"], b["indices"]
     t.note_role(w, "embedding")

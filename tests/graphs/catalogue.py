@@ -7,8 +7,11 @@ from the rules in ``/work/shared/SYMMETRY.md``:
   factors dropped). A product label ``H x D`` contributes two factors ``H`` and ``D``.
 * ``permutable_neurons``: graph nodes in neuron spaces that have at least one permutable factor. A neuron
   space is a distinct resolved label of a parameter axis; fixed spatial factors (kernel offsets, flattened
-  positions) are not nodes; a concatenation contributes its blocks' spaces; a product such as ``H x D`` is
-  one space of ``H * D`` nodes. A space shared by several layers (residual stream, q/k) counts once.
+  positions) are not nodes; a product such as ``H x D`` is one space of ``H * D`` nodes. A space shared by
+  several layers (residual stream, q/k of separate projections) counts once. A concatenated axis
+  contributes its blocks' nodes, and the blocks of one parameter axis are distinct nodes even when their
+  labels are equal (``[Q|K|V]`` with ``Q == K``), because one parameter cannot have parallel edges. Fixed
+  gate factors of fused RNN weights are edge slots, like kernel offsets.
 
 Notation in the notes: ``R`` a residual stream, ``H`` heads, ``Dqk``/``Dv`` per-head q/k and v dims, ``M``
 an MLP hidden layer, ``[A|B]`` a concatenation, ``A x B`` a product. Cases whose count depends on a
@@ -168,9 +171,9 @@ _MLP = [
           "R(12) = inp out = down out (residual add) = RMSNorm weights; silu(gate)*up unifies gate/up: "
           "M(20)."),
     _case("glu_chunk", nets.ChunkGLU, _inputs((2, 8)), (12,), 24,
-          "fc(8,24).chunk(2) splits the fresh 24-group into [A|B]; a*sigmoid(b) unifies A==B, so fc rows are "
-          "[A|A]: one group 12. UNSURE: 12 counts A once (q/k convention); 24 if each block is its own "
-          "space."),
+          "fc(8,24).chunk(2) splits the fresh 24-group into [A|B]; a*sigmoid(b) unifies A==B: rows [A|A], "
+          "one group 12. Nodes 24: blocks of ONE parameter axis are distinct nodes even with equal labels "
+          "(else fc.weight would have parallel edges); 12 under the literal 'distinct labels' reading."),
     _case("concat_branches", nets.ConcatBranches, _inputs((2, 8)), (6, 10), 16,
           "cat([relu(a(x)), tanh(b(x))]) -> out: out's input axis is [A(6)|B(10)], blocks stay separate."),
     _case("persistent_buffer_scale", lambda: nets.BufferScaledMLP(persistent=True), _inputs((2, 8)),
@@ -187,8 +190,8 @@ _MLP = [
     _case("embedding_bag", nets.EmbeddingBag, _inputs(("ids", 30, (2, 5))), (6, 8), 14,
           "Embedding(30,8): vocab fixed, D(8) a group; mean over tokens; MLP 8-6-2 adds 6."),
     _case("lstm_classifier", nets.LSTMClassifier, _inputs((2, 5, 4)), (8,), 8,
-          "LSTM hidden H(8) (weight_ih/hh rows FIXED(4 gates) x H). UNSURE neurons: 40 = gate rows space "
-          "FIXED(4)xH (32, distinct label) + H (8, weight_hh cols / head input); 8 if gate rows map onto H."),
+          "LSTM hidden H(8); weight_ih/hh rows FIXED(4 gates) x H. Nodes 8: the gate factor is an edge slot "
+          "like a kernel offset, so rows map onto H. UNSURE: else 40 (gate rows 32 as own nodes + H 8)."),
 ]
 
 _CONV = [
@@ -330,7 +333,8 @@ _ATTENTION = [
           lambda: nets.SequenceClassifier(6, 16, [nets.Block(16, nets.SplitQKVAttention(16, 4), 32)]),
           _inputs((2, 5, 6)), (4, 4, 4, 16, 32), 96,
           "c_attn(16,48).split(16): rows [Q|K|V] with Q==K (HxDqk) and V (HxDv), H shared (4, 4, 4); R16, "
-          "M32. Nodes R16 + qk space 16 + v space 16 + M32 (blocks Q, K are one space)."),
+          "M32. Nodes R16 + c_attn rows 48 (Q, K, V blocks of one axis are distinct nodes; V == c_proj "
+          "cols) + M32. 80 if the equal Q and K blocks were merged."),
     _case("gqa_attention",
           lambda: nets.SequenceClassifier(6, 16, [nets.Block(16, nets.GQAttention(16, 4, 2, 4), 24)]),
           _inputs((2, 5, 6)), (2, 2, 4, 4, 16, 24), 88,
@@ -395,10 +399,8 @@ HF_CASES: list[Case] = [
                   bos_token_id=0, eos_token_id=0, attn_implementation="eager"),
              _inputs(("ids", 64, (2, 8))), (2, 2, 16, 16, 16, 16, 32, 64, 64), 352,
              "GPT-2 (Conv1D weights are [in, out], used via addmm): wte == lm_head (tied), R(32); c_attn "
-             "rows "
-             "[Q|K|V] from .split with Q==K (H2 x Dqk16) and V (H2 x Dv16); c_fc M64. Causal mask constant "
-             "on "
-             "token axes. Nodes R32 + 2*(qk32 + v32 + M64)."),
+             "rows [Q|K|V] from .split with Q==K (H2 x Dqk16) and V (H2 x Dv16); c_fc M64. Causal mask "
+             "constant on token axes. Nodes R32 + 2*(c_attn rows 96 + M64), as in split_qkv_attention."),
     _hf_case("hf_vit", "ViTForImageClassification", "ViTConfig",
              dict(image_size=16, patch_size=4, num_channels=3, hidden_size=24, num_hidden_layers=2,
                   num_attention_heads=3, intermediate_size=48, num_labels=5, attn_implementation="sdpa"),
