@@ -22,10 +22,12 @@ def run(model, inputs, kwargs=None):
 
 def as_double(model, inputs, kwargs=None):
     m = copy.deepcopy(model).double().eval()
-    conv = (lambda t: t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t)
+    def conv(t):
+        return (t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t)
     return m, tuple(conv(t) for t in inputs), {k: conv(v) for k, v in (kwargs or {}).items()}
 
 
+@torch.no_grad()
 def output_error(model, sd, inputs, kwargs=None) -> float:
     """Max |f_sd(x) - f(x)| / max(1, |f(x)|)."""
     ref = run(model, inputs, kwargs)
@@ -71,3 +73,42 @@ def assert_graph_equivariant(model, layout, seed: int = 0):
     assert torch.equal(g2.x, g.x[s])
     assert torch.equal(g.node_type[s], g.node_type)
     return perm, s
+
+
+def graph_batch(vectors, layout, dtype=torch.float64):
+    from graphs.batch import rows_to_batch
+
+    return rows_to_batch(torch.stack(list(vectors)).to(dtype), layout)
+
+
+def assert_model_invariant(model, layout, vectors, seed: int = 0, atol: float = 1e-9):
+    """model(graphs of permuted networks) == model(graphs), in float64; and not trivially constant."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.stack(list(vectors)).double()
+    model = model.double().eval()
+    with torch.no_grad():
+        ref = model(graph_batch(rows, layout))
+        perm_rows = torch.stack([r[graphs.symmetry_index(layout, graphs.random_symmetry(layout, gen))] for r in rows])
+        assert not torch.equal(perm_rows, rows)
+        out = model(graph_batch(perm_rows, layout))
+        assert (out - ref).abs().max() <= atol * max(1.0, float(ref.abs().max())), float((out - ref).abs().max())
+        # sensitivity: different networks give different outputs
+        other = model(graph_batch(rows.flip(0), layout))
+        assert (other - ref).abs().max() > 1e-6
+
+
+def assert_editor_equivariant(model, layout, vectors, seed: int = 0, atol: float = 1e-9):
+    """edit(permuted network) == permuted edit(network), weights compared as flat vectors."""
+    from graphs.convert import graph_to_vector
+
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.stack(list(vectors)).double()
+    model = model.double().eval()
+    perms = [graphs.symmetry_index(layout, graphs.random_symmetry(layout, gen)) for _ in rows]
+    with torch.no_grad():
+        out = [graph_to_vector(g) for g in model(graph_batch(rows, layout)).to_data_list()]
+        out_p = [graph_to_vector(g) for g in
+                 model(graph_batch([r[p] for r, p in zip(rows, perms, strict=True)], layout)).to_data_list()]
+    for o, op, p in zip(out, out_p, perms, strict=True):
+        assert (op - o[p]).abs().max() <= atol * max(1.0, float(o.abs().max()))
+    return out

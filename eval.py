@@ -1,0 +1,154 @@
+"""Evaluate a trained metanetwork checkpoint, or score your own networks with it.
+
+    python eval.py runs/run/best.pt                          # the split it was validated on -> test
+    python eval.py runs/run/best.pt --data zoo.h5 --split test
+    python eval.py runs/run/best.pt --predict path/to/checkpoints/ --model mynets.py:make_net
+
+Needs nothing but the checkpoint (it holds the model and training configs, the input
+normalization and target scaling). Prints a metrics table, writes ``metrics.json`` and a plot
+(predicted vs. true for regression, a confusion matrix for classification).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # our `datasets`, not Hugging Face's
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import graphs  # noqa: E402
+from metanets import load_checkpoint  # noqa: E402
+from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="best.pt / last.pt written by train.py")
+    p.add_argument("--data", help="zoo .h5 (default: the one it was trained on)")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--out", help="folder for metrics.json and the plot (default: beside the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--predict", help="folder (or file) of .pt/.pth/.safetensors checkpoints to score")
+    p.add_argument("--model", help="module:factory building the architecture of --predict checkpoints")
+    p.add_argument("--input-shape", action="append", help="example input shape for tracing, e.g. 1,1,8,8")
+    p.add_argument("--no-plot", action="store_true")
+    return p.parse_args(argv)
+
+
+@torch.no_grad()
+def run_split(model, data: str, split: str, target: str, batch_size: int, device: torch.device):
+    """Predictions and targets of ``model`` on one split of a zoo."""
+    from datasets import ZooDataset
+    from datasets.loader import make_loader
+
+    ds = ZooDataset(data, split, labels=[target])
+    preds, trues = [], []
+    for batch in make_loader(ds, batch_size):
+        preds.append(model(batch.to(device)).float().cpu().numpy())
+        trues.append(batch.y.float().numpy())
+    return np.concatenate(preds), np.concatenate(trues)
+
+
+def plot(task: str, pred: np.ndarray, true: np.ndarray, metrics: dict, path: str, title: str) -> None:
+    """Predicted-vs-true scatter (predict) or confusion matrix (classify)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2), dpi=120)
+    if task == "predict":
+        ax.scatter(true[:, 0], pred[:, 0], s=12, alpha=0.7)
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_title(f"{title}\n" + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()), fontsize=9)
+    else:
+        k = pred.shape[1]
+        cm = np.zeros((k, k), int)
+        for t, p in zip(true[:, 0].astype(int), pred.argmax(1), strict=True):
+            cm[t, p] += 1
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{title}\naccuracy {metrics['accuracy']:.3f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def predict_files(model, args: argparse.Namespace, device: torch.device) -> list[tuple[str, np.ndarray]]:
+    """Score every checkpoint under ``args.predict`` with ``model``."""
+    from torch_geometric.data import Batch
+
+    from graphs.__main__ import load_factory, parse_input_shapes
+
+    if not args.model:
+        raise ValueError("--predict needs --model module:factory (the architecture of those checkpoints)")
+    factory, module = load_factory(args.model)
+    net = factory()
+    inputs = parse_input_shapes(args.input_shape) if args.input_shape else (
+        module.example_inputs() if hasattr(module, "example_inputs") else None)
+    if inputs is None:
+        raise ValueError("pass --input-shape (e.g. 1,1,8,8) or define example_inputs() beside the factory")
+    layout = graphs.trace(net, inputs)
+    root = args.predict
+    files = [root] if os.path.isfile(root) else sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))
+    if not files:
+        raise ValueError(f"no .pt/.pth/.safetensors files under {root}")
+    out = []
+    for path in files:
+        g = graphs.to_graph(graphs.load_checkpoint(path), layout)
+        out.append((path, model(Batch.from_data_list([g]).to(device)).float().cpu().numpy()[0]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Evaluate; returns the metrics (or the predictions of ``--predict``)."""
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    tcfg = ckpt["train_config"]
+    model = load_checkpoint(args.checkpoint).to(device)
+    if args.predict:
+        preds = predict_files(model, args, device)
+        for path, p in preds:
+            shown = f"{float(p[0]):.4f}" if tcfg["task"] == "predict" else f"class {int(p.argmax())}"
+            print(f"{path}\t{tcfg['target']} = {shown}")
+        return {"predictions": {path: p.tolist() for path, p in preds}}
+    data = args.data or tcfg["data"]
+    pred, true = run_split(model, data, args.split, tcfg["target"], args.batch_size, device)
+    metrics = regression_metrics(pred, true) if tcfg["task"] == "predict" else classification_metrics(pred, true)
+    out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+    os.makedirs(out, exist_ok=True)
+    print(f"{tcfg['model']} on {os.path.basename(data)} [{args.split}, {len(true)} networks, target {tcfg['target']}]")
+    print("| metric | value |\n|---|---:|")
+    for k, v in metrics.items():
+        print(f"| {k} | {v:.4f} |")
+    result = {"checkpoint": os.path.abspath(args.checkpoint), "data": os.path.abspath(data), "split": args.split,
+              "model": tcfg["model"], "task": tcfg["task"], "target": tcfg["target"], "n": int(len(true)), **metrics}
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    if not args.no_plot:
+        plot(tcfg["task"], pred, true, metrics, os.path.join(out, f"{args.split}_{tcfg['task']}.png"),
+             f"{tcfg['model']}: {tcfg['target']}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, graphs.UnsupportedNetworkError, graphs.CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,96 @@
+"""Input encoders: turn ParamGraph fields into node and edge embeddings without breaking symmetry.
+
+Hidden neurons get only their type embedding (plus fixed coordinates such as the q/k/v block of
+a packed projection), so relabeling hidden neurons relabels embeddings. Input/output neurons
+carry their position; parameter nodes carry their own features and, optionally, their layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from graphs.param_graph import EDGE_TYPES, NodeType
+
+__all__ = ["EncoderConfig", "GraphEncoder"]
+
+
+@dataclass
+class EncoderConfig:
+    """Options of :class:`GraphEncoder`.
+
+    Attributes:
+        hidden: Embedding width.
+        width: ``K``, the packed edge-vector width of the input graphs.
+        max_positions: Positions of input/output/fixed neurons are embedded modulo this number.
+        max_layers: Size of the layer (``edge_param``) embedding; 0 disables it. Layer identity is
+            invariant under neuron permutations; it helps single-architecture zoos and should be
+            off for zoos that mix architectures.
+    """
+
+    hidden: int = 64
+    width: int = 9
+    max_positions: int = 1024
+    max_layers: int = 0
+
+
+class GraphEncoder(nn.Module):
+    r"""Embed nodes and edges of a batch of ParamGraphs.
+
+    .. math::
+        h_v = E_{type}(t_v) + E_{pos}(p_v)\,[p_v \ge 0] + W_x x_v, \qquad
+        e_{uv} = W_e\, a_{uv} + E_{etype}(\tau_{uv}) + E_{layer}(\ell_{uv})
+
+    Args:
+        cfg: :class:`EncoderConfig`.
+
+    Shapes:
+        input: batch with ``x [N, K]``, ``node_type [N]``, ``node_pos [N]``, ``edge_attr [E, K]``,
+            ``edge_type [E]``, ``edge_param [E]``.
+        output: ``(h [N, hidden], e [E, hidden])``.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden
+        self.node_type = nn.Embedding(len(NodeType), d)
+        self.node_pos = nn.Embedding(cfg.max_positions, d)
+        self.node_x = nn.Linear(cfg.width, d)
+        self.edge_val = nn.Sequential(nn.Linear(cfg.width, d), nn.SiLU(), nn.Linear(d, d))
+        self.edge_type = nn.Embedding(len(EDGE_TYPES), d)
+        self.layer = nn.Embedding(cfg.max_layers, d) if cfg.max_layers > 0 else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small position embeddings so early training is dominated by the weights themselves."""
+        nn.init.normal_(self.node_pos.weight, std=0.1)
+        if self.layer is not None:
+            nn.init.normal_(self.layer.weight, std=0.1)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = batch.node_pos
+        has_pos = (pos >= 0) & (batch.node_type != int(NodeType.PARAM))
+        h = self.node_type(batch.node_type) + self.node_x(_pad(batch.x, self.cfg.width))
+        h = h + self.node_pos(pos.clamp(min=0) % self.cfg.max_positions) * has_pos[:, None]
+        if self.layer is not None:  # parameter nodes know which tensor they hold
+            is_param = batch.node_type == int(NodeType.PARAM)
+            h = h + self.layer(pos.clamp(min=0) % self.cfg.max_layers) * is_param[:, None]
+        e = self.edge_val(_pad(batch.edge_attr, self.cfg.width)) + self.edge_type(batch.edge_type)
+        if self.layer is not None:
+            e = e + self.layer(batch.edge_param % self.cfg.max_layers)
+        return h, e
+
+
+def _pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad (or refuse to truncate) packed vectors to the encoder width."""
+    k = t.shape[-1]
+    if k == width:
+        return t
+    if k > width:
+        raise ValueError(f"graphs have edge width {k} but the model was built for {width}; "
+                         f"build it with EncoderConfig(width={k}) (the largest kernel/position block)")
+    return torch.nn.functional.pad(t, (0, width - k))

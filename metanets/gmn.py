@@ -1,0 +1,77 @@
+"""GMN: a graph metanetwork over ParamGraphs, and its variants (PNA, relational transformer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from metanets.conv import EdgeNodeConv, mlp
+from metanets.encoders import EncoderConfig, GraphEncoder
+from metanets.layers_extra import PNAEdgeConv, RelationalAttentionConv
+
+__all__ = ["GMNConfig", "GMNBackbone"]
+
+_LAYERS = {"gmn": EdgeNodeConv, "pna": PNAEdgeConv, "transformer": RelationalAttentionConv}
+
+
+@dataclass
+class GMNConfig:
+    """Architecture of a graph metanetwork.
+
+    Attributes:
+        layer: ``"gmn"`` (edge+node updates, GMN), ``"pna"`` (PNA aggregation with edge
+            modulation, Neural Graphs), ``"transformer"`` (relational attention).
+        hidden: Width of node and edge embeddings.
+        layers: Number of message-passing layers.
+        width: Packed edge-vector width ``K`` of the input graphs.
+        max_layers: Layer-identity embedding size (0: off; see :class:`EncoderConfig`).
+        aggr: Aggregation of the ``gmn`` layer.
+        heads: Attention heads of the ``transformer`` layer.
+    """
+
+    layer: str = "gmn"
+    hidden: int = 64
+    layers: int = 4
+    width: int = 9
+    max_layers: int = 0
+    aggr: str = "mean"
+    heads: int = 4
+
+
+class GMNBackbone(nn.Module):
+    r"""Encoder plus a stack of equivariant layers.
+
+    Args:
+        cfg: :class:`GMNConfig`.
+
+    Shapes:
+        input: a PyG batch of ParamGraphs.
+        output: ``(h [N, hidden], e [E, hidden])``, equivariant to node relabeling.
+    """
+
+    def __init__(self, cfg: GMNConfig) -> None:
+        super().__init__()
+        if cfg.layer not in _LAYERS:
+            raise ValueError(f"GMNConfig.layer={cfg.layer!r}; choose one of {sorted(_LAYERS)}")
+        self.cfg = cfg
+        self.encoder = GraphEncoder(EncoderConfig(cfg.hidden, cfg.width, max_layers=cfg.max_layers))
+        if cfg.layer == "gmn":
+            self.convs = nn.ModuleList(EdgeNodeConv(cfg.hidden, cfg.aggr) for _ in range(cfg.layers))
+        elif cfg.layer == "pna":
+            self.convs = nn.ModuleList(PNAEdgeConv(cfg.hidden) for _ in range(cfg.layers))
+        else:
+            self.convs = nn.ModuleList(RelationalAttentionConv(cfg.hidden, cfg.heads) for _ in range(cfg.layers))
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        h, e = self.encoder(batch)
+        for conv in self.convs:
+            h, e = conv(h, batch.edge_index, e)
+        return h, e
+
+
+def head(in_dim: int, out_dim: int, hidden: int) -> nn.Sequential:
+    """The MLP head used on pooled features."""
+    return mlp([in_dim, hidden, hidden, out_dim])

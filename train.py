@@ -1,0 +1,232 @@
+"""Train a metanetwork on a zoo of parameter graphs.
+
+    python train.py --data zoo.h5 --task predict --model gmn --target test_acc
+    torchrun --nproc-per-node 4 train.py --data zoo.h5 ...     # the same script, DDP
+
+Reads top to bottom: config -> data -> model -> optimizer -> loop (tqdm) with validation each
+epoch -> best/last checkpoints that hold everything eval.py needs (configs, normalization,
+target scaling, label names). ``--device auto`` uses CUDA with bf16 autocast when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # our `datasets`, not Hugging Face's
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import graphs  # noqa: E402
+from datasets import ZooDataset  # noqa: E402
+from datasets.loader import make_loader, set_epoch  # noqa: E402
+from datasets.transforms import RandomSymmetry  # noqa: E402
+from metanets import ModelConfig, build_model  # noqa: E402
+from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (stored in the checkpoint)."""
+
+    data: str = ""  # zoo .h5 file
+    task: str = "predict"  # predict | classify
+    model: str = "gmn"  # gmn | pna | transformer | nfn | statnn | mlp | deepsets
+    target: str = ""  # label column (default: test_acc for predict, label for classify)
+    out: str = "runs/run"  # output folder (checkpoints, metrics, plots)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 64
+    layers: int = 4
+    layer_ids: bool = True  # embed parameter (layer) identity; off for mixed-architecture zoos
+    augment: bool = False  # random neuron-permutation augmentation of training graphs
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA
+    workers: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    train_split: str = "train"
+    val_split: str = "val"
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
+    quiet: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Command line -> TrainConfig (every field is a flag)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for f in fields(TrainConfig):
+        if f.type == "bool":
+            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type={"int": int, "float": float}.get(f.type, str),
+                           default=f.default)
+    cfg = TrainConfig(**vars(p.parse_args(argv)))
+    if not cfg.data:
+        p.error("--data ZOO.h5 is required")
+    if cfg.task not in ("predict", "classify"):
+        p.error(f"--task {cfg.task}: this script trains predict and classify")
+    cfg.target = cfg.target or ("test_acc" if cfg.task == "predict" else "label")
+    return cfg
+
+
+def setup_device(cfg: TrainConfig) -> tuple[torch.device, int, int]:
+    """Pick the device; under torchrun, join the process group (NCCL on CUDA, Gloo on CPU)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if cuda else "gloo")
+        return torch.device(f"cuda:{local}" if cuda else "cpu"), rank, world
+    if cfg.device == "auto":
+        return torch.device("cuda" if cuda else "cpu"), rank, world
+    return torch.device(cfg.device), rank, world
+
+
+@torch.no_grad()
+def evaluate(model, loader, cfg: TrainConfig, device: torch.device, autocast) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Metrics of ``model`` on every batch of ``loader`` (predictions in target units)."""
+    model.eval()
+    preds, trues = [], []
+    for batch in loader:
+        batch = batch.to(device, non_blocking=True)
+        with autocast():
+            out = model(batch)
+        preds.append(out.float().cpu().numpy())
+        trues.append(batch.y.float().cpu().numpy())
+    pred, true = np.concatenate(preds), np.concatenate(trues)
+    metrics = regression_metrics(pred, true) if cfg.task == "predict" else classification_metrics(pred, true)
+    return metrics, pred, true
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train; returns the best validation metrics."""
+    cfg = parse_args(argv)
+    device, rank, world = setup_device(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    master = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed)
+    os.makedirs(cfg.out, exist_ok=True)
+
+    # ---------------------------------------------------------------- data
+    transform = RandomSymmetry() if cfg.augment else None
+    train_ds = ZooDataset(cfg.data, cfg.train_split, labels=[cfg.target], transform=transform)
+    val_ds = ZooDataset(cfg.data, cfg.val_split, labels=[cfg.target])
+    layouts = list(train_ds.layouts.values())
+    single = len(layouts) == 1
+    width = max(graphs.compile_layout(lay).width for lay in layouts)
+    pin = device.type == "cuda"
+    train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, rank=rank, world=world,
+                               workers=cfg.workers, pin_memory=pin)
+    val_loader = make_loader(val_ds, cfg.batch_size, workers=cfg.workers, pin_memory=pin)
+    y_train = train_ds._y[:, 0].numpy()
+    out_dim = 1 if cfg.task == "predict" else int(max(y_train.max(), val_ds._y[:, 0].numpy().max())) + 1
+
+    # --------------------------------------------------------------- model
+    mcfg = ModelConfig(name=cfg.model, task=cfg.task, out_dim=out_dim,
+                       num_params=layouts[0].num_params if single else 0,
+                       num_norm_keys=len(layouts[0].params) if single else len(graphs.EDGE_TYPES),
+                       normalize_by="param" if single else "type",
+                       layout_json=layouts[0].to_json() if single else None)
+    mcfg.gmn.hidden, mcfg.gmn.layers, mcfg.gmn.width = cfg.hidden, cfg.layers, width
+    mcfg.gmn.max_layers = len(layouts[0].params) if (single and cfg.layer_ids) else 0
+    mcfg.baseline.setdefault("hidden", cfg.hidden)
+    model = build_model(mcfg)
+    model.normalizer.fit(b for i, b in zip(range(50), make_loader(train_ds, 64)))  # training statistics only
+    if cfg.task == "predict":
+        model.mean.fill_(float(y_train.mean()))
+        model.std.fill_(float(y_train.std()) or 1.0)
+    model.to(device)
+    n_weights = sum(p.numel() for p in model.parameters())
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * len(train_loader)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    def loss_fn(batch) -> torch.Tensor:
+        if cfg.task == "predict":
+            out = ddp.module.standardized(batch) if world > 1 else model.standardized(batch)
+            y = (batch.y[:, :1] - model.mean) / model.std
+            return torch.nn.functional.mse_loss(out.float(), y)
+        return torch.nn.functional.cross_entropy(ddp(batch).float(), batch.y[:, 0].long())
+
+    if master and not cfg.quiet:
+        print(f"train: {len(train_ds)} graphs, val: {len(val_ds)}; model {cfg.model} ({n_weights:,} weights) "
+              f"on {device}{' x' + str(world) if world > 1 else ''}; target {cfg.target}")
+
+    # ---------------------------------------------------------------- loop
+    best, best_metrics, step, seen, t_train = -float("inf"), {}, 0, 0, 0.0
+    history = []
+    key = "kendall_tau" if cfg.task == "predict" else "accuracy"
+    for epoch in range(cfg.epochs):
+        set_epoch(train_loader, epoch)
+        ddp.train()
+        t0 = time.perf_counter()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not master or cfg.quiet,
+                   leave=False)
+        losses = []
+        for batch in bar:
+            batch = batch.to(device, non_blocking=True)
+            with autocast():
+                loss = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            seen += batch.num_graphs
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        t_train += time.perf_counter() - t0
+        metrics, _, _ = evaluate(model, val_loader, cfg, device, autocast)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **metrics})
+        if master:
+            if not cfg.quiet:
+                print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f} " +
+                      " ".join(f"val_{k} {v:.4f}" for k, v in metrics.items()))
+            ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "model_config": mcfg.to_dict(),
+                    "train_config": asdict(cfg), "step": step, "epoch": epoch + 1, "metrics": metrics,
+                    "label_names": [cfg.target], "history": history}
+            torch.save(ckpt, os.path.join(cfg.out, "last.pt"))
+            if metrics[key] > best:
+                best, best_metrics = metrics[key], metrics
+                torch.save(ckpt, os.path.join(cfg.out, "best.pt"))
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    summary = {"best_val": best_metrics, "train_graphs_per_s": seen * world / max(t_train, 1e-9), "steps": step}
+    if master:
+        with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
+            json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
+        if not cfg.quiet:
+            print(f"done: best val {key} {best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s; "
+                  f"checkpoints in {cfg.out}")
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+if __name__ == "__main__":
+    main()
