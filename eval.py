@@ -56,6 +56,59 @@ def run_split(model, data: str, split: str, target: str, batch_size: int, device
     return np.concatenate(preds), np.concatenate(trues)
 
 
+@torch.no_grad()
+def run_edit(model, ckpt: dict, data: str, split: str, batch_size: int, device: torch.device, out: str,
+             n_write: int = 8) -> tuple[dict, tuple]:
+    """Edit task: MSE of the edited INRs' images to the edited images; the first edited INRs are
+    written to ``out/edited/*.safetensors`` (loadable state_dicts of the original architecture)."""
+    from datasets import ZooDataset
+    from datasets.loader import make_loader
+    from graphs.batch import batch_to_rows
+    from metanets.inr import SirenRenderer, edit_image
+
+    tcfg = ckpt["train_config"]
+    layout = graphs.Layout.from_json(ckpt["model_config"]["layout_json"])
+    renderer = SirenRenderer(layout, (tcfg["image_size"], tcfg["image_size"])).to(device)
+    ds = ZooDataset(data, split, labels=[])
+    sq, sq0, n, shown = 0.0, 0.0, 0, None
+    os.makedirs(os.path.join(out, "edited"), exist_ok=True)
+    for batch in make_loader(ds, batch_size):
+        batch = batch.to(device)
+        edited = batch_to_rows(model(batch), layout)
+        before = renderer(batch_to_rows(batch, layout))
+        target, after = edit_image(tcfg["edit"], before), renderer(edited)
+        sq += float((after - target).square().mean((1, 2)).sum())
+        sq0 += float((before - target).square().mean((1, 2)).sum())
+        for i in range(min(batch.num_graphs, n_write - n)):
+            sd = graphs.unflatten_state_dict(edited[i].cpu(), layout)
+            graphs.save_checkpoint(sd, os.path.join(out, "edited", f"{int(batch.zoo_index[i])}.safetensors"))
+        if shown is None:
+            shown = (before[:6].cpu(), target[:6].cpu(), after[:6].cpu())
+        n += batch.num_graphs
+    return {"mse": sq / max(n, 1), "mse_identity": sq0 / max(n, 1)}, shown
+
+
+def plot_edit(images: tuple, path: str, title: str) -> None:
+    """Rows: INR image, target (edited image), image drawn by the edited INR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = images[0].shape[0]
+    fig, axes = plt.subplots(3, k, figsize=(1.3 * k, 4.2), dpi=120, squeeze=False)
+    for r, (name, imgs) in enumerate(zip(("INR", "target", "edited INR"), images, strict=True)):
+        for c in range(k):
+            axes[r, c].imshow(imgs[c].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot(task: str, pred: np.ndarray, true: np.ndarray, metrics: dict, path: str, title: str) -> None:
     """Predicted-vs-true scatter (predict) or confusion matrix (classify)."""
     import matplotlib
@@ -128,19 +181,26 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{path}\t{tcfg['target']} = {shown}")
         return {"predictions": {path: p.tolist() for path, p in preds}}
     data = args.data or tcfg["data"]
-    pred, true = run_split(model, data, args.split, tcfg["target"], args.batch_size, device)
-    metrics = regression_metrics(pred, true) if tcfg["task"] == "predict" else classification_metrics(pred, true)
     out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
     os.makedirs(out, exist_ok=True)
-    print(f"{tcfg['model']} on {os.path.basename(data)} [{args.split}, {len(true)} networks, target {tcfg['target']}]")
+    if tcfg["task"] == "edit":
+        metrics, images = run_edit(model, ckpt, data, args.split, args.batch_size, device, out)
+        true = np.zeros(0)
+    else:
+        pred, true = run_split(model, data, args.split, tcfg["target"], args.batch_size, device)
+        metrics = regression_metrics(pred, true) if tcfg["task"] == "predict" else classification_metrics(pred, true)
+    print(f"{tcfg['model']} on {os.path.basename(data)} [{args.split}, task {tcfg['task']} {tcfg['target']}]")
     print("| metric | value |\n|---|---:|")
     for k, v in metrics.items():
         print(f"| {k} | {v:.4f} |")
     result = {"checkpoint": os.path.abspath(args.checkpoint), "data": os.path.abspath(data), "split": args.split,
-              "model": tcfg["model"], "task": tcfg["task"], "target": tcfg["target"], "n": int(len(true)), **metrics}
+              "model": tcfg["model"], "task": tcfg["task"], "target": tcfg["target"], **metrics}
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
-    if not args.no_plot:
+    if not args.no_plot and tcfg["task"] == "edit":
+        plot_edit(images, os.path.join(out, f"{args.split}_edit.png"),
+                  f"{tcfg['model']}: {tcfg['edit']}, mse {metrics['mse']:.4f} (unedited {metrics['mse_identity']:.4f})")
+    elif not args.no_plot:
         plot(tcfg["task"], pred, true, metrics, os.path.join(out, f"{args.split}_{tcfg['task']}.png"),
              f"{tcfg['model']}: {tcfg['target']}")
     return result

@@ -30,6 +30,8 @@ from datasets import ZooDataset  # noqa: E402
 from datasets.loader import make_loader, set_epoch  # noqa: E402
 from datasets.transforms import RandomSymmetry  # noqa: E402
 from metanets import ModelConfig, build_model  # noqa: E402
+from graphs.batch import batch_to_rows  # noqa: E402
+from metanets.inr import SirenRenderer, edit_image  # noqa: E402
 from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
 
 
@@ -38,9 +40,11 @@ class TrainConfig:
     """Every option of a training run (stored in the checkpoint)."""
 
     data: str = ""  # zoo .h5 file
-    task: str = "predict"  # predict | classify
+    task: str = "predict"  # predict | classify | edit
     model: str = "gmn"  # gmn | pna | transformer | nfn | statnn | mlp | deepsets
-    target: str = ""  # label column (default: test_acc for predict, label for classify)
+    target: str = ""  # label column (default: test_acc for predict, class for classify)
+    edit: str = "dilate"  # edit task: the image edit the INRs should learn (dilate | contrast)
+    image_size: int = 8  # edit task: INR render resolution
     out: str = "runs/run"  # output folder (checkpoints, metrics, plots)
     epochs: int = 30
     batch_size: int = 32
@@ -73,9 +77,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     cfg = TrainConfig(**vars(p.parse_args(argv)))
     if not cfg.data:
         p.error("--data ZOO.h5 is required")
-    if cfg.task not in ("predict", "classify"):
-        p.error(f"--task {cfg.task}: this script trains predict and classify")
-    cfg.target = cfg.target or ("test_acc" if cfg.task == "predict" else "label")
+    if cfg.task not in ("predict", "classify", "edit"):
+        p.error(f"--task {cfg.task}: choose predict, classify or edit")
+    cfg.target = cfg.target or {"predict": "test_acc", "classify": "class", "edit": ""}[cfg.task]
     return cfg
 
 
@@ -94,20 +98,35 @@ def setup_device(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return torch.device(cfg.device), rank, world
 
 
+def edit_images(model, batch, layout, renderer, edit: str) -> tuple[torch.Tensor, ...]:
+    """Edit task: (INR image, target = edit(image), image drawn by the edited INR), each ``[B, H, W]``."""
+    before = renderer(batch_to_rows(batch, layout))
+    target = edit_image(edit, before).detach()
+    after = renderer(batch_to_rows(model(batch), layout))
+    return before.detach(), target, after
+
+
 @torch.no_grad()
-def evaluate(model, loader, cfg: TrainConfig, device: torch.device, autocast) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Metrics of ``model`` on every batch of ``loader`` (predictions in target units)."""
+def evaluate(model, loader, cfg: TrainConfig, device: torch.device, autocast, edit_ctx=None) -> dict:
+    """Validation metrics of ``model`` on every batch of ``loader`` (predictions in target units)."""
     model.eval()
-    preds, trues = [], []
+    preds, trues, sq, sq0, n = [], [], 0.0, 0.0, 0
     for batch in loader:
         batch = batch.to(device, non_blocking=True)
         with autocast():
+            if cfg.task == "edit":
+                before, target, after = edit_images(model, batch, *edit_ctx, cfg.edit)
+                sq += float((after.float() - target).square().mean((1, 2)).sum())
+                sq0 += float((before - target).square().mean((1, 2)).sum())
+                n += batch.num_graphs
+                continue
             out = model(batch)
         preds.append(out.float().cpu().numpy())
         trues.append(batch.y.float().cpu().numpy())
+    if cfg.task == "edit":  # mse_identity: the error of leaving the INR unedited, for scale
+        return {"mse": sq / max(n, 1), "mse_identity": sq0 / max(n, 1)}
     pred, true = np.concatenate(preds), np.concatenate(trues)
-    metrics = regression_metrics(pred, true) if cfg.task == "predict" else classification_metrics(pred, true)
-    return metrics, pred, true
+    return regression_metrics(pred, true) if cfg.task == "predict" else classification_metrics(pred, true)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -123,8 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ---------------------------------------------------------------- data
     transform = RandomSymmetry() if cfg.augment else None
-    train_ds = ZooDataset(cfg.data, cfg.train_split, labels=[cfg.target], transform=transform)
-    val_ds = ZooDataset(cfg.data, cfg.val_split, labels=[cfg.target])
+    labels = [cfg.target] if cfg.target else []
+    train_ds = ZooDataset(cfg.data, cfg.train_split, labels=labels, transform=transform)
+    val_ds = ZooDataset(cfg.data, cfg.val_split, labels=labels)
     layouts = list(train_ds.layouts.values())
     single = len(layouts) == 1
     width = max(graphs.compile_layout(lay).width for lay in layouts)
@@ -132,8 +152,13 @@ def main(argv: list[str] | None = None) -> dict:
     train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, rank=rank, world=world,
                                workers=cfg.workers, pin_memory=pin)
     val_loader = make_loader(val_ds, cfg.batch_size, workers=cfg.workers, pin_memory=pin)
-    y_train = train_ds._y[:, 0].numpy()
-    out_dim = 1 if cfg.task == "predict" else int(max(y_train.max(), val_ds._y[:, 0].numpy().max())) + 1
+    y_train = train_ds._y[:, 0].numpy() if labels else np.zeros(1)
+    out_dim = int(max(y_train.max(), val_ds._y[:, 0].numpy().max())) + 1 if cfg.task == "classify" else 1
+    edit_ctx = None
+    if cfg.task == "edit":
+        if not single:
+            raise SystemExit("error: --task edit needs a zoo of one architecture (an INR zoo)")
+        edit_ctx = (layouts[0], SirenRenderer(layouts[0], (cfg.image_size, cfg.image_size)).to(device))
 
     # --------------------------------------------------------------- model
     mcfg = ModelConfig(name=cfg.model, task=cfg.task, out_dim=out_dim,
@@ -164,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
 
     def loss_fn(batch) -> torch.Tensor:
+        if cfg.task == "edit":
+            _, target, after = edit_images(ddp, batch, *edit_ctx, cfg.edit)
+            return torch.nn.functional.mse_loss(after.float(), target)
         if cfg.task == "predict":
             out = ddp.module.standardized(batch) if world > 1 else model.standardized(batch)
             y = (batch.y[:, :1] - model.mean) / model.std
@@ -177,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     # ---------------------------------------------------------------- loop
     best, best_metrics, step, seen, t_train = -float("inf"), {}, 0, 0, 0.0
     history = []
-    key = "kendall_tau" if cfg.task == "predict" else "accuracy"
+    key = {"predict": "kendall_tau", "classify": "accuracy", "edit": "mse"}[cfg.task]
+    sign = -1.0 if cfg.task == "edit" else 1.0  # lower is better for mse
     for epoch in range(cfg.epochs):
         set_epoch(train_loader, epoch)
         ddp.train()
@@ -201,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         t_train += time.perf_counter() - t0
-        metrics, _, _ = evaluate(model, val_loader, cfg, device, autocast)
+        metrics = evaluate(model, val_loader, cfg, device, autocast, edit_ctx)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **metrics})
         if master:
             if not cfg.quiet:
@@ -209,10 +238,10 @@ def main(argv: list[str] | None = None) -> dict:
                       " ".join(f"val_{k} {v:.4f}" for k, v in metrics.items()))
             ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "model_config": mcfg.to_dict(),
                     "train_config": asdict(cfg), "step": step, "epoch": epoch + 1, "metrics": metrics,
-                    "label_names": [cfg.target], "history": history}
+                    "label_names": labels, "history": history}
             torch.save(ckpt, os.path.join(cfg.out, "last.pt"))
-            if metrics[key] > best:
-                best, best_metrics = metrics[key], metrics
+            if sign * metrics[key] > best:
+                best, best_metrics = sign * metrics[key], metrics
                 torch.save(ckpt, os.path.join(cfg.out, "best.pt"))
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -221,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
             json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
         if not cfg.quiet:
-            print(f"done: best val {key} {best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s; "
+            print(f"done: best val {key} {sign * best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s; "
                   f"checkpoints in {cfg.out}")
     if world > 1:
         dist.destroy_process_group()

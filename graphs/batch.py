@@ -13,7 +13,7 @@ from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 from graphs.param_graph import ParamGraph
 
-__all__ = ["flatten_state_dicts", "rows_to_batch"]
+__all__ = ["batch_to_rows", "flatten_state_dicts", "rows_to_batch"]
 
 
 def flatten_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], layout: Layout,
@@ -46,6 +46,7 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
     offsets = torch.arange(b, device=dev) * n
     edge_index = (c.edge_index.to(dev)[:, None, :] + offsets[None, :, None]).reshape(2, -1)
     batch = Batch(
+        _base_cls=ParamGraph,  # to_data_list() yields ParamGraphs
         x=ext[:, c.node_gather.to(dev)].reshape(b * n, k), node_type=c.node_type.to(dev).repeat(b),
         node_pos=c.node_pos.to(dev).repeat(b), edge_index=edge_index,
         edge_attr=ext[:, c.edge_gather.to(dev)].reshape(b * e, k), edge_type=c.edge_type.to(dev).repeat(b),
@@ -62,5 +63,19 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
     batch._inc_dict = {key: (torch.arange(b) * n if key == "edge_index" else torch.zeros(b, dtype=torch.long))
                        for key in batch._slice_dict}
     batch._inc_dict["edge_index"] = (torch.arange(b) * n)
-    batch._data_cls = ParamGraph  # to_data_list() yields ParamGraphs
     return batch
+
+
+def batch_to_rows(batch: Batch, layout: Layout) -> torch.Tensor:
+    """Flat parameter rows ``[B, num_params]`` of a batch of graphs of one layout (differentiable).
+
+    The inverse of :func:`rows_to_batch`; features wider than the layout's (zero padding added to
+    batch several architectures) are cropped.
+    """
+    c = compile_layout(layout)
+    b, k, n, e = batch.num_graphs, c.width, c.num_nodes, c.edge_index.shape[1]
+    if batch.edge_attr.shape[0] != b * e or batch.x.shape[0] != b * n:
+        raise LayoutMismatchError(f"batch of {b} graphs has {batch.edge_attr.shape[0]} edges and {batch.x.shape[0]} "
+                                  f"nodes; layout {layout.fingerprint} needs {e} and {n} per graph")
+    feats = torch.cat([batch.edge_attr[:, :k].reshape(b, e * k), batch.x[:, :k].reshape(b, n * k)], dim=1)
+    return feats[:, c.inverse.to(feats.device)]

@@ -142,3 +142,23 @@ def test_graphs_batch_with_pyg_and_unbatch():
         assert all(torch.equal(back[k], v) for k, v in net.state_dict().items())
     with pytest.raises(ValueError, match="one graph"):
         graphs.to_state_dict(batch)
+
+
+def test_rows_to_batch_and_back():
+    from graphs.batch import batch_to_rows, flatten_state_dicts, rows_to_batch
+
+    nets = [nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
+            for _ in range(4)]
+    lay = graphs.trace(nets[0], torch.randn(2, 1, 4, 4))
+    rows = flatten_state_dicts([n.state_dict() for n in nets], lay)
+    ints = torch.stack([graphs.flatten_int_buffers(n, lay) for n in nets])
+    fast = rows_to_batch(rows, lay, ints)
+    slow = Batch.from_data_list([graphs.vector_to_graph(r, lay, i) for r, i in zip(rows, ints, strict=True)])
+    for key in ("x", "edge_index", "edge_attr", "node_type", "node_pos", "edge_type", "edge_param", "batch", "ptr",
+                "ints"):
+        assert torch.equal(getattr(fast, key), getattr(slow, key)), key
+    assert torch.equal(batch_to_rows(fast, lay), rows)
+    for net, g in zip(nets, fast.to_data_list(), strict=True):
+        assert isinstance(g, graphs.ParamGraph)
+        back = graphs.to_state_dict(g)
+        assert all(torch.equal(back[k], v) for k, v in net.state_dict().items())

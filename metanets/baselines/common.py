@@ -1,0 +1,150 @@
+"""Shared plumbing of the baselines: graph batches <-> flat parameter rows, per-tensor views, options.
+
+Baselines that see a network as a vector or as a list of tensors (flat MLP, StatNN, NFN) read a
+batch of ParamGraphs of one layout back into rows of the flat parameter vector with one gather
+(the compiled ``inverse`` index of :func:`graphs.compile_layout`), and editing models write rows
+back into graph features with the compiled ``edge_gather``/``node_gather``. Both directions are
+differentiable and do no per-graph Python work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import TypeVar
+
+import torch
+from torch_geometric.data import Batch
+
+from graphs.compile import compile_layout
+from graphs.errors import LayoutMismatchError
+from graphs.layout import Layout
+from metanets.models import ModelConfig
+from metanets.normalize import Normalizer
+
+__all__ = ["batch_to_rows", "check_task", "features_to_rows", "flat_norm_keys", "flat_scale", "layout_of",
+           "pad_width", "parse_options", "rows_to_features", "split_params"]
+
+T = TypeVar("T")
+
+
+def parse_options(cls: type[T], cfg: ModelConfig) -> T:
+    """Build the options dataclass ``cls`` from ``cfg.baseline``, naming unknown keys clearly."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(cfg.baseline) - known)
+    if unknown:
+        raise ValueError(f"model {cfg.name!r}: unknown options {unknown} in ModelConfig.baseline; "
+                         f"{cls.__name__} accepts {sorted(known)}")
+    return cls(**cfg.baseline)
+
+
+def layout_of(cfg: ModelConfig) -> Layout:
+    """The single layout a layout-bound baseline is built for (``cfg.layout_json``)."""
+    if not cfg.layout_json:
+        raise ValueError(f"model {cfg.name!r} works on zoos of one architecture and needs ModelConfig.layout_json "
+                         f"(graphs.Layout.to_json() of that architecture); for zoos that mix architectures "
+                         f"use 'deepsets' or a graph metanetwork ('gmn', 'pna', 'transformer')")
+    return Layout.from_json(cfg.layout_json)
+
+
+def features_to_rows(edge_attr: torch.Tensor, x: torch.Tensor, layout: Layout, num_graphs: int) -> torch.Tensor:
+    r"""Read graph features of ``num_graphs`` graphs of ``layout`` back into flat parameter rows.
+
+    Each graph holds its parameters in ``cat(edge_attr.flatten(), x.flatten())``; the compiled
+    ``inverse`` index picks them out in layout order: :math:`v_b = [a_b ; x_b]_{\mathrm{inverse}}`.
+
+    Args:
+        edge_attr: ``[B * E, K']`` edge features, graph after graph (``K' >= K``: extra columns
+            are zero padding, e.g. a dataset's ``feature_width``).
+        x: ``[B * N, K']`` node features.
+        layout: The layout of every graph.
+        num_graphs: ``B``.
+
+    Returns:
+        ``[B, num_params]`` rows (differentiable in the features).
+    """
+    c = compile_layout(layout)
+    b, e, n, k = num_graphs, c.edge_index.shape[1], c.num_nodes, c.width
+    if edge_attr.shape[0] != b * e or x.shape[0] != b * n or edge_attr.shape[1] < k or x.shape[1] < k:
+        raise LayoutMismatchError(
+            f"batch features {tuple(edge_attr.shape)}/{tuple(x.shape)} are not {b} graphs of layout "
+            f"{layout.name or ''}#{layout.fingerprint} ({e} edges, {n} nodes, width {k} each); "
+            f"this model works on one architecture: batch graphs of that layout only")
+    flat = torch.cat([edge_attr[:, :k].reshape(b, e * k), x[:, :k].reshape(b, n * k)], dim=1)
+    return flat[:, c.inverse.to(flat.device)]  # [B, P]
+
+
+def batch_to_rows(batch: Batch, layout: Layout) -> torch.Tensor:
+    """Flat parameter rows ``[B, num_params]`` of a batch of ParamGraphs of ``layout`` (see :func:`features_to_rows`).
+
+    Row ``b`` equals ``graphs.graph_to_vector(batch.get_example(b))``.
+    """
+    got = getattr(batch, "layout", None)
+    first = got[0] if isinstance(got, (list, tuple)) and got else got
+    if isinstance(first, Layout) and first.fingerprint != layout.fingerprint:
+        raise LayoutMismatchError(f"batch holds graphs of layout {first.name or ''}#{first.fingerprint}, but this "
+                                  f"model was built for {layout.name or ''}#{layout.fingerprint}")
+    return features_to_rows(batch.edge_attr, batch.x, layout, batch.num_graphs)
+
+
+def rows_to_features(rows: torch.Tensor, layout: Layout, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`features_to_rows`: graph features of flat rows, with the compiled gathers.
+
+    Args:
+        rows: ``[B, num_params]``.
+        layout: Their layout.
+        width: Feature width of the result (``>= K``; zero-padded); the layout's ``K`` by default.
+
+    Returns:
+        ``(edge_attr [B * E, width], x [B * N, width])``.
+    """
+    c = compile_layout(layout)
+    b = rows.shape[0]
+    ext = torch.cat([rows, rows.new_zeros(b, 1)], dim=1)  # index P is the zero of padding slots
+    edge_attr = ext[:, c.edge_gather.to(rows.device)].reshape(-1, c.width)
+    x = ext[:, c.node_gather.to(rows.device)].reshape(-1, c.width)
+    if width is not None and width > c.width:
+        edge_attr = torch.nn.functional.pad(edge_attr, (0, width - c.width))
+        x = torch.nn.functional.pad(x, (0, width - c.width))
+    return edge_attr, x
+
+
+def split_params(rows: torch.Tensor, layout: Layout) -> list[torch.Tensor]:
+    """Views of ``rows [B, num_params]`` as the layout's tensors: ``[B, *shape]`` each, in layout order."""
+    return [rows[:, p.offset:p.offset + p.numel].reshape(rows.shape[0], *p.shape) for p in layout.params]
+
+
+def flat_norm_keys(layout: Layout, by: str) -> torch.Tensor:
+    """The :class:`Normalizer` slot of every flat parameter element (``-1``: a node feature, scaled by ``node_std``).
+
+    Returns:
+        ``[num_params]`` long tensor.
+    """
+    c = compile_layout(layout)
+    n_edge = c.edge_index.shape[1] * c.width
+    inv = c.inverse
+    keys_per_edge = c.edge_param if by == "param" else c.edge_type
+    on_edge = inv < n_edge
+    return torch.where(on_edge, keys_per_edge[(inv // c.width).clamp(max=max(c.edge_index.shape[1] - 1, 0))],
+                       torch.full_like(inv, -1))
+
+
+def flat_scale(normalizer: Normalizer, keys: torch.Tensor) -> torch.Tensor:
+    r"""Training std :math:`\sigma_p` of every flat element (``keys`` from :func:`flat_norm_keys`): ``[num_params]``."""
+    return torch.where(keys >= 0, normalizer.std[keys.clamp(min=0)], normalizer.node_std)
+
+
+def pad_width(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad features ``[*, K]`` to ``width`` columns; refuse to drop columns."""
+    k = t.shape[-1]
+    if k > width:
+        raise ValueError(f"graphs have feature width {k} but the model was built for {width}; build it with "
+                         f"ModelConfig.gmn.width={k} (the largest packed kernel/position block)")
+    return t if k == width else torch.nn.functional.pad(t, (0, width - k))
+
+
+def check_task(cfg: ModelConfig, tasks: tuple[str, ...]) -> None:
+    """Raise a clear error when a baseline does not implement ``cfg.task``."""
+    if cfg.task not in tasks:
+        edit = " (weight editing: 'nfn' or a graph metanetwork)" if cfg.task == "edit" else ""
+        raise ValueError(f"baseline {cfg.name!r} supports tasks {list(tasks)}, not {cfg.task!r}{edit}")
+
