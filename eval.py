@@ -59,8 +59,11 @@ def run_split(model, data: str, split: str, target: str, batch_size: int, device
 @torch.no_grad()
 def run_edit(model, ckpt: dict, data: str, split: str, batch_size: int, device: torch.device, out: str,
              n_write: int = 8) -> tuple[dict, tuple]:
-    """Edit task: MSE of the edited INRs' images to the edited images; the first edited INRs are
-    written to ``out/edited/*.safetensors`` (loadable state_dicts of the original architecture)."""
+    """Edit task: MSE between the edited INRs' images and the edited images.
+
+    The first edited INRs are written to ``out/edited/*.safetensors`` (loadable state_dicts of the
+    original architecture).
+    """
     from datasets import ZooDataset
     from datasets.loader import make_loader
     from graphs.batch import batch_to_rows

@@ -29,8 +29,8 @@ import graphs  # noqa: E402
 from datasets import ZooDataset  # noqa: E402
 from datasets.loader import make_loader, set_epoch  # noqa: E402
 from datasets.transforms import RandomSymmetry  # noqa: E402
-from metanets import ModelConfig, build_model  # noqa: E402
 from graphs.batch import batch_to_rows  # noqa: E402
+from metanets import ModelConfig, build_model  # noqa: E402
 from metanets.inr import SirenRenderer, edit_image  # noqa: E402
 from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
 
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     mcfg.gmn.max_layers = len(layouts[0].params) if (single and cfg.layer_ids) else 0
     mcfg.baseline.setdefault("hidden", cfg.hidden)
     model = build_model(mcfg)
-    model.normalizer.fit(b for i, b in zip(range(50), make_loader(train_ds, 64)))  # training statistics only
+    stats_batches = (b for i, b in zip(range(50), make_loader(train_ds, 64), strict=False))
+    model.normalizer.fit(stats_batches)  # training-split statistics only
     if cfg.task == "predict":
         model.mean.fill_(float(y_train.mean()))
         model.std.fill_(float(y_train.std()) or 1.0)

@@ -51,7 +51,8 @@ class SirenRenderer(torch.nn.Module):
                 len(w.shape) != 2 or b.shape != (w.shape[0],) for w, b in zip(params[::2], params[1::2], strict=True)):
             raise ValueError("SirenRenderer needs a chain of linear layers (weight [out, in], bias [out]); "
                              f"layout {layout.name}#{layout.fingerprint} has {[p.shape for p in params]}")
-        self.slices = [(w.offset, w.shape, b.offset, b.shape[0]) for w, b in zip(params[::2], params[1::2], strict=True)]
+        pairs = zip(params[::2], params[1::2], strict=True)
+        self.slices = [(w.offset, w.shape, b.offset, b.shape[0]) for w, b in pairs]
         self.w0, self.offset, self.size = w0, offset, tuple(size)
         h, w = size
         ys, xs = torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)

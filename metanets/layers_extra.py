@@ -14,8 +14,9 @@ __all__ = ["PNAEdgeConv", "RelationalAttentionConv"]
 
 
 class PNAEdgeConv(nn.Module):
-    r"""Neural-Graph-style layer: PNA aggregators (mean, max, min, std) with degree scalers and
-    FiLM edge modulation of messages, then an edge update.
+    r"""Neural-Graph-style layer: PNA aggregation with degree scalers and FiLM edge modulation.
+
+    Aggregators are mean, max, min and std; an edge update follows the node update.
 
     .. math::
         m_{uv} = \gamma(e_{uv}) \odot W h_u + \beta(e_{uv}), \quad

@@ -73,7 +73,8 @@ class Normalizer(nn.Module):
     def forward(self, batch: Batch) -> Batch:
         k = self.keys(batch)
         mask = batch.edge_attr != 0
-        ea = (batch.edge_attr - self.mean[k, None].to(batch.edge_attr.dtype)) / self.std[k, None].to(batch.edge_attr.dtype)
+        dt = batch.edge_attr.dtype
+        ea = (batch.edge_attr - self.mean[k, None].to(dt)) / self.std[k, None].to(dt)
         out = batch.clone()
         out.edge_attr = ea * mask
         xm = batch.x != 0

@@ -73,6 +73,13 @@ class DeepSets(nn.Module):
         self.phi_e = mlp([d, d, d])
         self.phi_n = mlp([d, d, d])
         self.rho = mlp([2 * d, d, d, cfg.out_dim])
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small type/layer embeddings, so that early training is driven by the weight values."""
+        for emb in (self.edge_type, self.node_type, self.layer):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         r"""Pooled element embeddings through :math:`\rho`: ``[num_graphs, out_dim]``."""

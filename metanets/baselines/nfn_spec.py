@@ -9,6 +9,10 @@ computes, once, the gather indices that turn a flat parameter row into the per-l
   every fixed spatial slot of the weight (conv kernel offsets, flattened positions of a
   ``Flatten -> Linear``), in the compiled graph's slot order;
 * ``b_i``: ``[n_i]`` (optional).
+
+NFN layers treat every neuron space of the chain as permutable. A hidden space that the Layout
+marks fixed (touched by an op without a symmetry rule) is therefore given more symmetry than it
+has: the model stays invariant to the true symmetries, but cannot tell those neurons apart.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class ChainSpec:
                 _fail("the layers form a cycle")
         if len(order) != len(weights):
             _fail(f"layers {sorted(set(info) - set(order))} are not on the chain that starts at '{order[0]}'")
-        biases = _biases(layout, {info[n][1]: n for n in order})
+        biases = _biases(layout, {info[n][1]: n for n in order}, {n: info[n][2].shape[0] for n in order})
         layers = []
         for name in order:
             _, _, w_idx = info[name]
@@ -189,8 +193,11 @@ def _weight_axes(layout: Layout, p: ParamSpec) -> tuple:
     return spaces[0], spaces[1], index
 
 
-def _biases(layout: Layout, writer_of: dict) -> dict[str, ParamSpec]:
-    """Map each layer (weight name) to its bias; anything that is not a weight or a bias is an error."""
+def _biases(layout: Layout, writer_of: dict, n_out: dict[str, int]) -> dict[str, ParamSpec]:
+    """Map each layer (weight name) to its bias; anything that is not a weight or a bias is an error.
+
+    ``writer_of`` maps an output neuron space to its layer, ``n_out`` a layer to its output size.
+    """
     out: dict[str, ParamSpec] = {}
     for p in layout.params:
         if p.role in _WEIGHT_ROLES:
@@ -200,6 +207,9 @@ def _biases(layout: Layout, writer_of: dict) -> dict[str, ParamSpec]:
                   f"(normalization layers, embeddings and other parameters are not supported)")
         keys, units, _slots, vlen = axis_maps(layout, p.axes[0])
         layer = writer_of.get(keys[0]) if len(set(keys)) == 1 and vlen == 1 else None
+        if layer is None and p.axes[0] == ("u",):  # a size-1 axis is unlabelled: pair by module name
+            twin = p.name[:-len("bias")] + "weight" if p.name.endswith("bias") else None
+            layer = twin if twin in n_out and n_out[twin] == 1 else None
         if layer is None:
             _fail(f"bias '{p.name}' is not over the output neurons of a linear/conv layer")
         if layer in out:

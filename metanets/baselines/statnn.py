@@ -33,25 +33,39 @@ STATISTICS = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
 
 
 def tensor_statistics(t: torch.Tensor) -> torch.Tensor:
-    """The seven :data:`STATISTICS` of each row of ``t [B, n]`` (differentiable): ``[B, 7]``."""
-    q = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=t.dtype, device=t.device)
-    quant = torch.quantile(t, q, dim=1).T  # [B, 5]
+    """The seven :data:`STATISTICS` of each row of ``t [B, n]`` (differentiable): ``[B, 7]``.
+
+    Quantiles interpolate linearly between order statistics (``numpy.quantile``'s default); they
+    come from one sort, so unlike ``torch.quantile`` there is no input-size limit.
+    """
+    n = t.shape[1]
+    srt = t.sort(dim=1).values  # [B, n]
+    pos = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64) * (n - 1)
+    lo, hi = pos.floor().long(), pos.ceil().long()
+    frac = (pos - lo).to(t.dtype).to(t.device)
+    quant = srt[:, lo] + (srt[:, hi] - srt[:, lo]) * frac  # [B, 5]
     return torch.cat([t.mean(1, keepdim=True), t.var(1, unbiased=False, keepdim=True), quant], dim=1)
 
 
-def statnn_features(batch: Batch, layout: Layout) -> torch.Tensor:
-    """Per-tensor statistics of every network in ``batch``: ``[B, 7 * len(layout.params)]``.
+def _summarized(layout: Layout) -> list:
+    """The parameters that get statistics (every non-empty float tensor)."""
+    return [p for p in layout.params if p.numel > 0]
 
-    Column ``7 * p + s`` is statistic ``STATISTICS[s]`` of ``layout.params[p]`` (see
-    :func:`statnn_feature_names`). Use on raw batches to fit :class:`StatGBT`.
+
+def statnn_features(batch: Batch, layout: Layout) -> torch.Tensor:
+    """Per-tensor statistics of every network in ``batch``: ``[B, 7 * T]`` (``T`` non-empty tensors).
+
+    Column ``7 * j + s`` is statistic ``STATISTICS[s]`` of the ``j``-th non-empty tensor of the
+    layout (see :func:`statnn_feature_names`). Use on raw batches to fit :class:`StatGBT`.
     """
     rows = batch_to_rows(batch, layout)  # [B, P]
-    return torch.cat([tensor_statistics(t.reshape(t.shape[0], -1)) for t in split_params(rows, layout)], dim=1)
+    return torch.cat([tensor_statistics(t.reshape(t.shape[0], -1))
+                      for p, t in zip(layout.params, split_params(rows, layout), strict=True) if p.numel > 0], dim=1)
 
 
 def statnn_feature_names(layout: Layout) -> list[str]:
     """Names of the columns of :func:`statnn_features`, e.g. ``"0.weight:q50"``."""
-    return [f"{p.name}:{s}" for p in layout.params for s in STATISTICS]
+    return [f"{p.name}:{s}" for p in _summarized(layout) for s in STATISTICS]
 
 
 @dataclass
@@ -88,7 +102,7 @@ class StatNN(nn.Module):
         self.cfg = parse_options(StatNNConfig, cfg)
         self.layout = layout_of(cfg)
         self.normalizer = Normalizer(cfg.num_norm_keys, cfg.normalize_by)
-        d, h = len(STATISTICS) * len(self.layout.params), self.cfg.hidden
+        d, h = len(STATISTICS) * len(_summarized(self.layout)), self.cfg.hidden
         layers: list[nn.Module] = []
         for i in range(self.cfg.layers):
             layers += [nn.Linear(d if i == 0 else h, h), nn.SiLU(), nn.Dropout(self.cfg.dropout)]
@@ -104,7 +118,9 @@ class StatGBT:
 
     This is *not* a torch model: it has no ``forward`` and no state_dict, and train.py does not
     train it. Compute features with ``statnn_features(batch, layout)`` (raw weights: trees do not
-    need normalization) and call :meth:`fit` / :meth:`predict` on numpy arrays or tensors.
+    need normalization) and call :meth:`fit` / :meth:`predict` on numpy arrays or tensors. In a
+    process that also runs torch, the two OpenMP thread pools can stall each other on a busy
+    machine; ``threadpoolctl.threadpool_limits(1)`` around the calls avoids that.
 
     Args:
         task: ``"predict"`` (one ``HistGradientBoostingRegressor`` per target column) or
