@@ -50,6 +50,7 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
         x=ext[:, c.node_gather.to(dev)].reshape(b * n, k), node_type=c.node_type.to(dev).repeat(b),
         node_pos=c.node_pos.to(dev).repeat(b), edge_index=edge_index,
         edge_attr=ext[:, c.edge_gather.to(dev)].reshape(b * e, k), edge_type=c.edge_type.to(dev).repeat(b),
+        edge_mask=c.edge_mask.to(dev).repeat(b, 1), x_mask=c.x_mask.to(dev).repeat(b, 1),
         edge_param=c.edge_param.to(dev).repeat(b),
         ints=(ints.reshape(-1) if ints is not None else torch.zeros(b * layout.num_int, dtype=torch.long)),
         batch=torch.arange(b, device=dev).repeat_interleave(n), ptr=torch.arange(b + 1, device=dev) * n)
@@ -59,6 +60,7 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
         "x": torch.arange(b + 1) * n, "node_type": torch.arange(b + 1) * n, "node_pos": torch.arange(b + 1) * n,
         "edge_index": torch.arange(b + 1) * e, "edge_attr": torch.arange(b + 1) * e,
         "edge_type": torch.arange(b + 1) * e, "edge_param": torch.arange(b + 1) * e,
+        "edge_mask": torch.arange(b + 1) * e, "x_mask": torch.arange(b + 1) * n,
         "ints": torch.arange(b + 1) * layout.num_int, "layout": torch.arange(b + 1)}
     batch._inc_dict = {key: (torch.arange(b) * n if key == "edge_index" else torch.zeros(b, dtype=torch.long))
                        for key in batch._slice_dict}

@@ -65,6 +65,24 @@ class Compiled:
     spaces: tuple
 
     @property
+    def edge_mask(self) -> torch.Tensor:
+        """``[E, K]`` bool: which edge slots hold a parameter (False: zero padding)."""
+        got = self.__dict__.get("_edge_mask")
+        if got is None:
+            got = (self.edge_gather != self.inverse.numel()).view(-1, self.width)
+            object.__setattr__(self, "_edge_mask", got)
+        return got
+
+    @property
+    def x_mask(self) -> torch.Tensor:
+        """``[N, K]`` bool: which node-feature slots hold a parameter."""
+        got = self.__dict__.get("_x_mask")
+        if got is None:
+            got = (self.node_gather != self.inverse.numel()).view(-1, self.width)
+            object.__setattr__(self, "_x_mask", got)
+        return got
+
+    @property
     def num_nodes(self) -> int:
         """Number of nodes."""
         return int(self.node_type.numel())

@@ -50,6 +50,9 @@ class ParamGraph(Data):
         edge_index (LongTensor): ``[2, E]`` source (input neuron or parameter node) and target neuron.
         edge_attr (Tensor): ``[E, K]`` weight values; a conv kernel or a flattened spatial block is
             packed into one edge, padded with zeros to ``K`` (the layout's largest vector).
+        edge_mask (BoolTensor): ``[E, K]`` slots of ``edge_attr`` that hold a parameter (the rest is
+            padding; a parameter that is exactly zero is still a parameter).
+        x_mask (BoolTensor): ``[N, K]`` the same for ``x``.
         edge_type (LongTensor): ``[E]`` index into :data:`EDGE_TYPES`.
         edge_param (LongTensor): ``[E]`` index of the parameter (layer) an edge belongs to.
         ints (LongTensor): ``[num_int]`` integer buffers (BatchNorm counters), copied exactly.

@@ -71,7 +71,7 @@ def _add_bias(t: Tracer, c: TensorVal | None, labels: list, shape) -> None:
     t.note_role(c, "bias")
     off = len(shape) - len(c.shape)
     for i, s in enumerate(c.shape):
-        if s != 1 and s == shape[i + off]:
+        if s == shape[i + off]:  # aligned axes, including a single output unit
             t.unify(c.labels[i], labels[i + off], "bias")
 
 

@@ -52,11 +52,11 @@ class Normalizer(nn.Module):
         for b in batches:
             k = self.keys(b).to(n.device)
             vals = b.edge_attr.double()
-            mask = vals != 0  # zero padding of packed kernels is not data
+            mask = _mask(b, "edge")  # zero padding of packed kernels is not data
             n.index_add_(0, k, mask.sum(1).double())
             s1.index_add_(0, k, (vals * mask).sum(1))
             s2.index_add_(0, k, (vals.square() * mask).sum(1))
-            xm = b.x != 0
+            xm = _mask(b, "x")
             nn_ += float(xm.sum())
             ns1 += float(b.x.double()[xm].sum())
             ns2 += float(b.x.double()[xm].square().sum())
@@ -72,11 +72,23 @@ class Normalizer(nn.Module):
 
     def forward(self, batch: Batch) -> Batch:
         k = self.keys(batch)
-        mask = batch.edge_attr != 0
+        mask = _mask(batch, "edge")
         dt = batch.edge_attr.dtype
         ea = (batch.edge_attr - self.mean[k, None].to(dt)) / self.std[k, None].to(dt)
         out = batch.clone()
         out.edge_attr = ea * mask
-        xm = batch.x != 0
+        xm = _mask(batch, "x")
         out.x = (batch.x - self.node_mean) / self.node_std * xm
         return out
+
+
+def _mask(batch: Batch, what: str) -> torch.Tensor:
+    """Slots holding parameters (``edge_mask``/``x_mask``), cropped or padded to the feature width."""
+    feats = batch.edge_attr if what == "edge" else batch.x
+    mask = getattr(batch, "edge_mask" if what == "edge" else "x_mask", None)
+    if mask is None:
+        raise ValueError("batch has no edge_mask/x_mask; build graphs with graphs.to_graph / vector_to_graph")
+    k = feats.shape[-1]
+    if mask.shape[-1] < k:
+        mask = torch.nn.functional.pad(mask, (0, k - mask.shape[-1]))
+    return mask[:, :k]

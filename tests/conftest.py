@@ -13,7 +13,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch_geometric")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Test models are tiny: one thread is as fast, and two oversubscribe a busy 2-core machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

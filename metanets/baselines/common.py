@@ -15,13 +15,14 @@ from typing import TypeVar
 import torch
 from torch_geometric.data import Batch
 
+from graphs.batch import batch_to_rows as graphs_batch_to_rows
 from graphs.compile import compile_layout
 from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 from metanets.models import ModelConfig
 from metanets.normalize import Normalizer
 
-__all__ = ["batch_to_rows", "check_task", "features_to_rows", "flat_norm_keys", "flat_scale", "layout_of",
+__all__ = ["batch_to_rows", "check_task", "flat_norm_keys", "flat_scale", "layout_of",
            "pad_width", "parse_options", "rows_to_features", "split_params"]
 
 T = TypeVar("T")
@@ -46,48 +47,25 @@ def layout_of(cfg: ModelConfig) -> Layout:
     return Layout.from_json(cfg.layout_json)
 
 
-def features_to_rows(edge_attr: torch.Tensor, x: torch.Tensor, layout: Layout, num_graphs: int) -> torch.Tensor:
-    r"""Read graph features of ``num_graphs`` graphs of ``layout`` back into flat parameter rows.
+def batch_to_rows(batch: Batch, layout: Layout) -> torch.Tensor:
+    r"""Flat parameter rows ``[B, num_params]`` of a batch of ParamGraphs of ``layout`` (differentiable).
 
     Each graph holds its parameters in ``cat(edge_attr.flatten(), x.flatten())``; the compiled
-    ``inverse`` index picks them out in layout order: :math:`v_b = [a_b ; x_b]_{\mathrm{inverse}}`.
-
-    Args:
-        edge_attr: ``[B * E, K']`` edge features, graph after graph (``K' >= K``: extra columns
-            are zero padding, e.g. a dataset's ``feature_width``).
-        x: ``[B * N, K']`` node features.
-        layout: The layout of every graph.
-        num_graphs: ``B``.
-
-    Returns:
-        ``[B, num_params]`` rows (differentiable in the features).
-    """
-    c = compile_layout(layout)
-    b, e, n, k = num_graphs, c.edge_index.shape[1], c.num_nodes, c.width
-    if edge_attr.shape[0] != b * e or x.shape[0] != b * n or edge_attr.shape[1] < k or x.shape[1] < k:
-        raise LayoutMismatchError(
-            f"batch features {tuple(edge_attr.shape)}/{tuple(x.shape)} are not {b} graphs of layout "
-            f"{layout.name or ''}#{layout.fingerprint} ({e} edges, {n} nodes, width {k} each); "
-            f"this model works on one architecture: batch graphs of that layout only")
-    flat = torch.cat([edge_attr[:, :k].reshape(b, e * k), x[:, :k].reshape(b, n * k)], dim=1)
-    return flat[:, c.inverse.to(flat.device)]  # [B, P]
-
-
-def batch_to_rows(batch: Batch, layout: Layout) -> torch.Tensor:
-    """Flat parameter rows ``[B, num_params]`` of a batch of ParamGraphs of ``layout`` (see :func:`features_to_rows`).
-
+    ``inverse`` index picks them out in layout order, :math:`v_b = [a_b ; x_b]_{\mathrm{inverse}}`
+    (:func:`graphs.batch.batch_to_rows`, after checking that the batch holds graphs of ``layout``).
     Row ``b`` equals ``graphs.graph_to_vector(batch.get_example(b))``.
     """
     got = getattr(batch, "layout", None)
     first = got[0] if isinstance(got, (list, tuple)) and got else got
     if isinstance(first, Layout) and first.fingerprint != layout.fingerprint:
         raise LayoutMismatchError(f"batch holds graphs of layout {first.name or ''}#{first.fingerprint}, but this "
-                                  f"model was built for {layout.name or ''}#{layout.fingerprint}")
-    return features_to_rows(batch.edge_attr, batch.x, layout, batch.num_graphs)
+                                  f"model was built for {layout.name or ''}#{layout.fingerprint}; it works on one "
+                                  f"architecture only")
+    return graphs_batch_to_rows(batch, layout)
 
 
 def rows_to_features(rows: torch.Tensor, layout: Layout, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse of :func:`features_to_rows`: graph features of flat rows, with the compiled gathers.
+    """Inverse of :func:`batch_to_rows`: graph features of flat rows, with the compiled gathers.
 
     Args:
         rows: ``[B, num_params]``.

@@ -119,8 +119,11 @@ class NPLinear(nn.Module):
         col = [w.mean(2) for w in ws]  # [B, C_i, n_{i-1}]: mean over outputs
         space = []
         for g in range(L + 1):
-            parts = ([row[g - 1]] + ([bs[g - 1]] if bs[g - 1] is not None else []) if g else []) + \
-                    ([col[g]] if g < L else [])
+            parts = []
+            if g > 0:  # written by layer g
+                parts += [row[g - 1]] + ([bs[g - 1]] if bs[g - 1] is not None else [])
+            if g < L:  # read by layer g + 1
+                parts.append(col[g])
             space.append(torch.cat(parts, dim=1))  # S_g [B, D_g, n_g]
         glob = torch.cat([w.mean((2, 3)) for w in ws] + [b.mean(2) for b in bs if b is not None], dim=1)  # z [B, G]
         ws_out: Weights = []
