@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -246,7 +247,10 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.save(ckpt, os.path.join(cfg.out, "best.pt"))
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    summary = {"best_val": best_metrics, "train_graphs_per_s": seen * world / max(t_train, 1e-9), "steps": step}
+    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
+               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # CPU: peak RSS of this process
+    summary = {"best_val": best_metrics, "train_graphs_per_s": seen * world / max(t_train, 1e-9), "steps": step,
+               "peak_mem_mb": peak_mb}
     if master:
         with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
             json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
