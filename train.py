@@ -194,10 +194,10 @@ def main(argv: list[str] | None = None) -> dict:
         if cfg.task == "edit":
             _, target, after = edit_images(ddp, batch, *edit_ctx, cfg.edit)
             return torch.nn.functional.mse_loss(after.float(), target)
-        if cfg.task == "predict":
-            out = ddp.module.standardized(batch) if world > 1 else model.standardized(batch)
+        if cfg.task == "predict":  # compare in standardized units; always through ddp(...) so DDP syncs
+            out = (ddp(batch).float() - model.mean) / model.std
             y = (batch.y[:, :1] - model.mean) / model.std
-            return torch.nn.functional.mse_loss(out.float(), y)
+            return torch.nn.functional.mse_loss(out, y)
         return torch.nn.functional.cross_entropy(ddp(batch).float(), batch.y[:, 0].long())
 
     if master and not cfg.quiet:

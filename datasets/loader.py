@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from datasets.dataset import ZooDataset, ZooLoader, _Batches, _identity
+from datasets.dataset import ZooDataset, ZooLoader
 
 __all__ = ["make_loader", "set_epoch"]
 
 
 def make_loader(dataset: ZooDataset, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0,
-                world: int = 1, workers: int = 0, pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+                world: int = 1, workers: int = 0, pin_memory: bool = False, drop_last: bool = False) -> ZooLoader:
     """A loader of PyG batches from ``dataset``.
 
     Args:
@@ -26,15 +26,13 @@ def make_loader(dataset: ZooDataset, batch_size: int, shuffle: bool = False, see
         drop_last: Drop a last, smaller batch.
     """
     extra = {"num_workers": workers, "pin_memory": pin_memory, "persistent_workers": workers > 0}
-    if world == 1:
-        gen = torch.Generator().manual_seed(seed) if shuffle else None
-        return ZooLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, generator=gen, **extra)
-    shard = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    return DataLoader(_Batches(dataset), batch_size=None, sampler=BatchSampler(shard, batch_size, drop_last),
-                      collate_fn=_identity, **extra)
+    shard = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
+                               drop_last=drop_last) if world > 1 else None
+    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    return ZooLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, generator=gen, sampler=shard, **extra)
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
+def set_epoch(loader: ZooLoader, epoch: int) -> None:
     """Reshuffle a sharded loader for ``epoch`` (no-op for single-process loaders)."""
     inner = getattr(loader.sampler, "sampler", None)
     if hasattr(inner, "set_epoch"):

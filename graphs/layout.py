@@ -29,6 +29,8 @@ __all__ = ["GroupSpec", "IntBufferSpec", "Layout", "ParamSpec", "build_layout", 
 
 FORMAT_VERSION = 1
 
+_SHARED_CACHES: dict[str, dict] = {}  # fingerprint -> compiled structure, shared by unpickled layouts
+
 
 @dataclass(frozen=True)
 class GroupSpec:
@@ -174,6 +176,17 @@ class Layout:
     def __repr__(self) -> str:
         return (f"Layout({self.name or '?'}#{self.fingerprint}, params={len(self.params)}, "
                 f"num_params={self.num_params}, groups={self.group_sizes()})")
+
+    def __getstate__(self) -> dict:
+        """Pickle without the compiled-structure cache (workers rebuild or share it by fingerprint)."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        shared = _SHARED_CACHES.setdefault(state.get("fingerprint") or self.fingerprint, {})
+        object.__setattr__(self, "_cache", shared)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Layout) and self.fingerprint == other.fingerprint

@@ -120,8 +120,9 @@ class Editor(nn.Module):
 class TargetScale(nn.Module):
     r"""Report a regression model's outputs in the targets' units: :math:`y = \mu + \sigma f(G)`.
 
-    The wrapped model learns standardized targets; ``mean``/``std`` are buffers set from the
-    training split, so a loaded checkpoint predicts in the original units.
+    The wrapped model learns standardized targets (train.py compares ``(y - mean) / std``);
+    ``mean``/``std`` are buffers set from the training split, so a loaded checkpoint predicts in
+    the original units.
     """
 
     def __init__(self, model: nn.Module, out_dim: int) -> None:
@@ -134,10 +135,6 @@ class TargetScale(nn.Module):
     def normalizer(self) -> Normalizer:
         """The wrapped model's input normalizer."""
         return self.model.normalizer
-
-    def standardized(self, batch: Batch) -> torch.Tensor:
-        """Outputs in standardized units (what the loss compares)."""
-        return self.model(batch)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(batch) * self.std + self.mean

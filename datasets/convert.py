@@ -1,0 +1,314 @@
+"""``convert``: a folder of checkpoints (``.pt``/``.pth``/``.safetensors``) into a zoo file.
+
+Checkpoints are loaded in parallel worker processes (never executing code from them:
+``torch.load(weights_only=True)`` or safetensors) and written by the main process in bulk. Each
+model's path relative to the folder is stored in the ``source`` label, which makes the command
+resumable: run it again and it skips the checkpoints already in the zoo.
+
+The architecture comes from the checkpoint when it embeds one (a ``layout`` entry holding
+``graphs.Layout.to_json()`` in a ``.pt`` dict, or in the ``.safetensors`` metadata), else from a
+model factory ``module:function``, traced once per distinct set of parameter shapes. A factory
+taking no argument builds the one architecture; a factory taking one argument is given each
+checkpoint's state_dict, so that it can size the model (e.g. the width of ``conv1.weight``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import graphs
+from datasets.errors import LabelError, ZooError
+from datasets.hdf5 import ZooReader
+from datasets.labels import column_kind, read_label_file
+from datasets.writer import ZooWriter
+
+__all__ = ["ConvertResult", "convert_folder", "find_checkpoints", "register"]
+
+SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What :func:`convert_folder` did.
+
+    Attributes:
+        added: Models written.
+        skipped: Checkpoints already in the zoo, or unreadable ones with ``skip_errors``.
+        total: Models in the zoo afterwards.
+    """
+
+    added: int
+    skipped: int
+    total: int
+
+
+def find_checkpoints(src: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(path, source name)`` of every checkpoint under ``src`` (a folder, recursively, or one file)."""
+    src = os.fspath(src)
+    if os.path.isfile(src):
+        return [(src, os.path.basename(src))]
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"no checkpoint folder or file at {src}")
+    found = []
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(SUFFIXES):
+                path = os.path.join(root, name)
+                found.append((path, os.path.relpath(path, src).replace(os.sep, "/")))
+    if not found:
+        raise ZooError(f"no {'/'.join(SUFFIXES)} checkpoints under {src}")
+    return found
+
+
+def load_checkpoint_arrays(path: str) -> tuple[dict[str, np.ndarray], str | None]:
+    """A checkpoint's state_dict as NumPy arrays (cheap to send between processes) and its embedded layout."""
+    layout_json = None
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, "pt") as fh:
+                layout_json = (fh.metadata() or {}).get("layout")
+        except Exception as exc:  # safetensors raises its own error types
+            raise graphs.CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+        sd = graphs.load_checkpoint(path)
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # let graphs.load_checkpoint raise its error that says what to do
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("layout"), str):
+            layout_json = obj["layout"]
+        sd = _unwrap(obj) if obj is not None else None
+        if sd is None:
+            sd = graphs.load_checkpoint(path)
+    arrays = {k: (v.float() if v.is_floating_point() and v.dtype not in (torch.float32, torch.float64)
+                  else v).detach().cpu().numpy() for k, v in sd.items()}
+    return arrays, layout_json
+
+
+def _unwrap(obj) -> dict[str, torch.Tensor] | None:
+    """The state_dict in a loaded ``.pt`` object (the rules of ``graphs.load_checkpoint``), else ``None``."""
+    if not isinstance(obj, dict):
+        return None
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and len(tensors) == len(obj) - ("layout" in obj):
+        return tensors
+    for key in ("state_dict", "model_state_dict", "model", "net", "weights", "params"):
+        if isinstance(obj.get(key), dict):
+            return _unwrap(obj[key])
+    return tensors or None
+
+
+def _load_job(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
+    path, source = job
+    try:
+        arrays, layout_json = load_checkpoint_arrays(path)
+        return source, arrays, layout_json, None
+    except (graphs.CheckpointError, OSError) as exc:
+        return source, None, None, str(exc)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+class _Architectures:
+    """Layouts by embedded JSON or by shape signature, tracing the factory once per signature."""
+
+    def __init__(self, factory: Callable | None, example_inputs: tuple | None) -> None:
+        self.factory, self.example_inputs = factory, example_inputs
+        self.by_json: dict[str, graphs.Layout] = {}
+        self.by_shapes: dict[tuple, graphs.Layout] = {}
+
+    def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None, source: str) -> graphs.Layout:
+        if layout_json is not None:
+            if layout_json not in self.by_json:
+                try:
+                    self.by_json[layout_json] = graphs.Layout.from_json(layout_json)
+                except ValueError as exc:
+                    raise ZooError(f"{source}: its embedded layout cannot be read ({exc})") from exc
+            return self.by_json[layout_json]
+        if self.factory is None:
+            raise ZooError(f"{source} embeds no layout; pass --model module:factory (and "
+                           "--example-input-shape) so its architecture can be traced")
+        key = tuple((k, tuple(v.shape)) for k, v in sd.items())
+        if key not in self.by_shapes:
+            takes_sd = any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                           for p in inspect.signature(self.factory).parameters.values())
+            model = self.factory(sd) if takes_sd else self.factory()
+            if not isinstance(model, torch.nn.Module):
+                raise ZooError(f"the model factory returned {type(model).__name__}, not an nn.Module")
+            if self.example_inputs is None:
+                raise ZooError("tracing the model factory needs an example input: pass --example-input-shape, "
+                               "e.g. 1,3,32,32")
+            self.by_shapes[key] = graphs.trace(model, self.example_inputs)
+        return self.by_shapes[key]
+
+
+def load_factory(spec: str) -> Callable:
+    """Import ``module:function`` (the current directory is importable)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ZooError(f"--model must look like module:factory (e.g. mypkg.models:make_cnn), got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ZooError(f"cannot import {module_name!r} for --model ({exc}); run from the folder that holds it "
+                       "or install it") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ZooError(f"{module_name} has no callable {attr!r} for --model")
+    return factory
+
+
+def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]]) -> tuple[dict, dict]:
+    """``({source: {name: value}}, {name: kind})`` from a labels file (see :func:`read_label_file`)."""
+    if labels_path is None:
+        return {}, {}
+    key, records = read_label_file(labels_path)
+    sources = [s for _, s in files]
+    if key is None:
+        if len(records) != len(sources):
+            raise LabelError(f"{labels_path} has {len(records)} rows for {len(sources)} checkpoints; add a 'source' "
+                             "column naming each row's checkpoint, or give exactly one row per checkpoint in sorted "
+                             "path order")
+        by_source = dict(zip(sources, records, strict=True))
+    else:
+        names: dict[str, str] = {}
+        for s in sources:  # a record may name its checkpoint by relative path, file name or stem
+            for alias in (s, os.path.basename(s), os.path.splitext(os.path.basename(s))[0]):
+                names.setdefault(alias, s)
+        by_source, unmatched = {}, []
+        for r in records:
+            name = str(r.get(key, "")).replace(os.sep, "/")
+            (unmatched.append(name) if name not in names else by_source.__setitem__(names[name], r))
+        if unmatched:
+            raise LabelError(f"{labels_path}: {len(unmatched)} rows name no checkpoint under the source folder "
+                             f"(e.g. {unmatched[0]!r}); fix the {key!r} column")
+        by_source = {s: {k: v for k, v in r.items() if k != key} for s, r in by_source.items()}
+    columns = sorted({k for r in by_source.values() for k in r})
+    if "source" in columns:
+        raise LabelError(f"{labels_path}: the column name 'source' is reserved for the checkpoint path")
+    kinds = {c: column_kind([by_source.get(s, {}).get(c) for s in sources]) for c in columns}
+    return by_source, kinds
+
+
+def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: Callable | None = None,
+                   example_inputs: tuple | None = None, labels: str | None = None, workers: int | None = None,
+                   overwrite: bool = False, allow_nonfinite: bool = False, skip_errors: bool = False,
+                   compression: str | None = None, progress: bool = True) -> ConvertResult:
+    """Convert every checkpoint under ``src`` into the zoo ``out`` (resuming when ``out`` exists).
+
+    Args:
+        src: Folder of checkpoints (searched recursively) or one checkpoint.
+        out: Zoo file to create or extend.
+        factory: Builds the ``nn.Module`` of checkpoints that embed no layout (see module docstring).
+        example_inputs: Inputs to trace the factory's model with.
+        labels: CSV/JSON labels file (see :func:`datasets.labels.read_label_file`).
+        workers: Loading processes (default: all cores; 0 or 1 loads in this process).
+        overwrite: Start a new zoo instead of resuming.
+        allow_nonfinite: Store checkpoints with NaN/Inf weights.
+        skip_errors: Skip unreadable checkpoints (reported on stderr) instead of stopping.
+        compression: Compression of the parameter rows (``None``, ``lzf``, ``gzip``).
+        progress: Show a progress bar.
+    """
+    out = os.fspath(out)
+    files = find_checkpoints(src)
+    by_source, kinds = _labels_by_source(labels, files)
+    done: set[str] = set()
+    resume = os.path.exists(out) and not overwrite
+    if resume:
+        with ZooReader(out) as r:
+            if r.num_models and "source" not in r.label_names:
+                raise ZooError(f"{out} exists and has no 'source' label, so it was not made by convert; pass "
+                               "--overwrite to replace it or choose another output")
+            done = set(r.labels("source")) if "source" in r.label_names else set()
+    todo = [(p, s) for p, s in files if s not in done]
+    archs = _Architectures(factory, example_inputs)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    skipped = len(files) - len(todo)
+    # The pool starts before the writer opens anything, so workers inherit no HDF5 handle or lock. Like
+    # torch's DataLoader, it forks where it can (workers only unpickle tensors, with one torch thread).
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = multiprocessing.get_context(method).Pool(min(workers, len(todo)), initializer=_init_worker)
+    bar = tqdm(total=len(todo), unit="model", desc="convert", disable=not progress or None, file=sys.stderr)
+    try:
+        with ZooWriter(out, mode="a" if resume else "w", allow_nonfinite=allow_nonfinite, compression=compression,
+                       label_kinds={**kinds, "source": "str"}) as writer:
+            results = pool.imap(_load_job, todo, chunksize=8) if pool else map(_load_job, todo)
+            for source, arrays, layout_json, error in results:
+                bar.update()
+                if error is not None:
+                    if not skip_errors:
+                        raise graphs.CheckpointError(error)
+                    print(f"skipped {source}: {error}", file=sys.stderr)
+                    skipped += 1
+                    continue
+                sd = {k: torch.from_numpy(v) for k, v in arrays.items()}
+                layout = archs.resolve(sd, layout_json, source)
+                try:
+                    writer.add(sd, layout, labels={**by_source.get(source, {}), "source": source})
+                except graphs.LayoutMismatchError as exc:
+                    raise graphs.LayoutMismatchError(f"{source}: {exc}") from exc
+            total = writer.num_models
+    finally:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
+    return ConvertResult(added=total - len(done), skipped=skipped, total=total)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``convert`` command."""
+    p = subparsers.add_parser("convert", help="convert a folder of checkpoints into a zoo",
+                              description="Convert .pt/.pth/.safetensors checkpoints (searched recursively) into a "
+                                          "zoo file. Resumable: checkpoints already in OUT are skipped.")
+    p.add_argument("src", help="folder of checkpoints, or one checkpoint")
+    p.add_argument("out", help="zoo .h5 file to create or extend")
+    p.add_argument("--model", help="module:factory building the architecture (for checkpoints without a layout)")
+    p.add_argument("--example-input-shape", help="shape of the tensor to trace the model with, e.g. 1,3,32,32")
+    p.add_argument("--example-input-dtype", default="float32", choices=("float32", "float64", "int64"),
+                   help="dtype of the example input (int64 for token ids)")
+    p.add_argument("--labels", help="labels CSV/JSON; a 'source'/'path'/'file'/'name' column names the checkpoint")
+    p.add_argument("--workers", type=int, default=None, help="loading processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT instead of resuming")
+    p.add_argument("--allow-nonfinite", action="store_true", help="store checkpoints with NaN/Inf weights")
+    p.add_argument("--skip-errors", action="store_true", help="skip unreadable checkpoints instead of stopping")
+    p.add_argument("--compression", choices=("lzf", "gzip"), default=None, help="compress parameter rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    factory = load_factory(args.model) if args.model else None
+    example = None
+    if args.example_input_shape:
+        try:
+            shape = tuple(int(s) for s in args.example_input_shape.replace("x", ",").split(","))
+        except ValueError:
+            raise ZooError(f"--example-input-shape must be integers like 1,3,32,32, got {args.example_input_shape!r}"
+                           ) from None
+        dtype = getattr(torch, args.example_input_dtype)
+        example = (torch.zeros(shape, dtype=dtype),)
+    res = convert_folder(args.src, args.out, factory=factory, example_inputs=example, labels=args.labels,
+                         workers=args.workers, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
+                         skip_errors=args.skip_errors, compression=args.compression, progress=not args.quiet)
+    print(f"{args.out}: added {res.added} models, skipped {res.skipped}, {res.total} in total")
+    return 0

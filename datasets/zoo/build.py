@@ -1,0 +1,164 @@
+"""``build RECIPE OUT.h5``: train a population (or fit INRs) and store it as a zoo.
+
+Classifier zoos store one model per checkpoint epoch of every run, labelled with its metrics
+(``test_acc``, ``test_loss``, ``train_acc``, ``train_loss``, ``epoch``) and the run's hyperparameters
+(``run``, ``width``, ``lr``, ...); the default split keeps all checkpoints of a run in one split
+(``group_by="run"``). INR zoos store one SIREN per image labelled ``class``/``class_name`` with its
+fit quality (``psnr``). Each architecture is traced once (``graphs.trace``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+import graphs
+from datasets.errors import ZooError
+from datasets.splits import SplitSpec
+from datasets.zoo.data import load_data
+from datasets.zoo.images import load_images
+from datasets.zoo.inr import fit_sirens
+from datasets.zoo.models import ModelSpec, Siren, build_model
+from datasets.zoo.recipes import RECIPES, ClassifierRecipe, SirenRecipe, get_recipe, sample_runs
+from datasets.zoo.storage import num_threads, open_writer, resolve_device, stacked_rows
+from datasets.zoo.train import train_run
+
+__all__ = ["BuildResult", "build_classifier_zoo", "build_siren_zoo", "build_zoo", "register"]
+
+RUN_SPLIT = SplitSpec(group_by="run")
+"""80/10/10 by training run: checkpoints of one run never straddle splits."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build stored: ``models`` rows from ``runs`` runs (or images), in ``seconds``."""
+
+    models: int
+    runs: int
+    seconds: float
+
+
+def _trace(spec: ModelSpec, cache: dict) -> graphs.Layout:
+    key = (spec.family, spec.in_channels, spec.in_size, spec.num_classes, spec.width, spec.depth, spec.activation,
+           spec.stride, spec.padding, spec.norm, spec.dropout > 0)  # the dropout rate does not change the graph
+    if key not in cache:
+        cache[key] = graphs.trace(build_model(spec), spec.example_input)
+    return cache[key]
+
+
+def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
+                         data_path: str | os.PathLike | None = None, device: str = "cpu", append: bool = False,
+                         threads: int | None = 1, allow_nonfinite: bool = False,
+                         progress: bool = False) -> BuildResult:
+    """Train every run of ``recipe`` and write its checkpoints to ``out``.
+
+    Args:
+        recipe: The population.
+        out: Zoo file (replaced, or appended to with ``append``).
+        data_path: Folder of file-based data (MNIST idx, CIFAR-10 pickles, image folder).
+        device: ``cpu``, ``cuda[:N]`` or ``auto``.
+        append: Add to an existing zoo instead of replacing it.
+        threads: Torch threads while training (1 is fastest for these small models; ``None``: unchanged).
+        allow_nonfinite: Store non-finite weights (runs that diverge are cut before that anyway).
+        progress: Show a progress bar on stderr.
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    data = load_data(recipe.data, data_path)
+    runs = sample_runs(recipe, data.in_channels, data.in_size, data.num_classes)
+    cache: dict = {}
+    stored = 0
+    with num_threads(threads), open_writer(out, append, allow_nonfinite, RUN_SPLIT) as writer:
+        for cfg in tqdm(runs, desc=f"build {recipe.name}", unit="run", disable=not progress or None,
+                        file=sys.stderr):
+            layout = _trace(cfg.spec, cache)
+            for ck in train_run(cfg, data, dev):
+                writer.add(ck.state_dict, layout, labels={**cfg.labels(), **ck.metrics, "epoch": ck.epoch,
+                                                          "recipe": recipe.name, "data": data.name})
+                stored += 1
+    return BuildResult(stored, len(runs), time.perf_counter() - start)
+
+
+def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: str | os.PathLike | None = None,
+                    device: str = "cpu", append: bool = False, threads: int | None = 1,
+                    progress: bool = False) -> BuildResult:
+    """Fit one SIREN per image of ``recipe.images`` and write them (labels: ``class``, ``psnr``, ...)."""
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    images = load_images(recipe.images, data_path, recipe.size).take(recipe.n_images)
+    cfg = recipe.siren
+    channels = int(images.images.shape[1])
+    layout = graphs.trace(Siren(2, cfg.hidden, cfg.depth, channels, cfg.w0, cfg.offset), torch.zeros(16, 2))
+    bar = tqdm(total=len(images), desc=f"build {recipe.name}", unit="inr", disable=not progress or None,
+               file=sys.stderr)
+    with num_threads(threads), open_writer(out, append) as writer:
+        for lo in range(0, len(images), cfg.batch_size):
+            hi = min(len(images), lo + cfg.batch_size)
+            fit = fit_sirens(images.images[lo:hi], cfg, seed=recipe.seed, device=dev, first_index=lo,
+                             progress=bar.update)
+            classes = images.labels[lo:hi].tolist()
+            labels = {"class": classes, "class_name": [images.class_names[c] for c in classes],
+                      "image_index": list(range(lo, hi)), "psnr": fit.psnr.tolist(), "mse": fit.mse.tolist(),
+                      "recipe": [recipe.name] * (hi - lo), "data": [images.name] * (hi - lo),
+                      "seed": [recipe.seed] * (hi - lo)}
+            writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels)
+    bar.close()
+    return BuildResult(len(images), len(images), time.perf_counter() - start)
+
+
+def build_zoo(recipe: ClassifierRecipe | SirenRecipe, out: str | os.PathLike, **kwargs) -> BuildResult:
+    """Build ``recipe`` into ``out`` (see :func:`build_classifier_zoo` / :func:`build_siren_zoo` for kwargs)."""
+    if isinstance(recipe, ClassifierRecipe):
+        return build_classifier_zoo(recipe, out, **kwargs)
+    if isinstance(recipe, SirenRecipe):
+        kwargs.pop("allow_nonfinite", None)
+        return build_siren_zoo(recipe, out, **kwargs)
+    raise TypeError(f"expected a ClassifierRecipe or SirenRecipe, got {type(recipe).__name__}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``build`` command."""
+    p = subparsers.add_parser("build", help="train a model zoo (or fit an INR zoo) from a recipe",
+                              description="Train a population from a named recipe and store it. Data ships in "
+                                          "packages (digits, mnist1d, scikit-image) or is read from --data-path; "
+                                          "nothing is downloaded. Recipes: " + ", ".join(sorted(RECIPES)))
+    p.add_argument("recipe", choices=sorted(RECIPES), metavar="RECIPE", help="recipe name")
+    p.add_argument("out", help="zoo .h5 file to write")
+    p.add_argument("--data-path", help="folder with MNIST idx files, CIFAR-10 python batches or ROOT/<class>/*.png")
+    p.add_argument("--seed", type=int, help="recipe seed (default: the recipe's)")
+    p.add_argument("--n-runs", type=int, help="number of training runs (classifier recipes)")
+    p.add_argument("--n-images", type=int, help="number of images to fit (INR recipes)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads while training (default: 1, fastest for these small models)")
+    p.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
+    p.add_argument("--allow-nonfinite", action="store_true", help="store models with NaN/Inf weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    recipe = get_recipe(args.recipe, seed=args.seed)
+    if isinstance(recipe, ClassifierRecipe):
+        if args.n_images is not None:
+            raise ZooError(f"--n-images applies to INR recipes; {args.recipe} trains classifiers (use --n-runs)")
+        recipe = get_recipe(args.recipe, seed=args.seed, n_runs=args.n_runs)
+        res = build_classifier_zoo(recipe, args.out, data_path=args.data_path, device=args.device,
+                                   append=args.append, threads=args.threads or 1,
+                                   allow_nonfinite=args.allow_nonfinite, progress=not args.quiet)
+        what = f"{res.runs} training runs"
+    else:
+        if args.n_runs is not None:
+            raise ZooError(f"--n-runs applies to classifier recipes; {args.recipe} fits INRs (use --n-images)")
+        recipe = get_recipe(args.recipe, seed=args.seed, n_images=args.n_images)
+        res = build_siren_zoo(recipe, args.out, data_path=args.data_path, device=args.device, append=args.append,
+                              threads=args.threads or 1, progress=not args.quiet)
+        what = f"{res.runs} images"
+    print(f"{args.out}: stored {res.models} models from {what} in {res.seconds:.1f} s")
+    return 0

@@ -1,0 +1,81 @@
+"""The one place where builders and importers hand models to :class:`datasets.writer.ZooWriter`.
+
+Builders and importers produce either state_dicts (written with ``ZooWriter.add``) or *stacked*
+parameters: a mapping from state_dict key to a tensor ``[N, *shape]`` holding N models at once.
+:func:`stacked_rows` turns the latter into the writer's ``[N, num_params]`` rows in layout order
+with one copy per tensor, which is what makes importing 100,000s of models fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from datasets.errors import ZooError
+from datasets.splits import DEFAULT_SPLIT, SplitSpec
+from datasets.writer import ZooWriter
+
+__all__ = ["num_threads", "open_writer", "resolve_device", "stacked_rows"]
+
+
+def stacked_rows(stacked: Mapping[str, torch.Tensor | np.ndarray], layout) -> np.ndarray:
+    """``[N, layout.num_params]`` rows from stacked parameters ``{name: [N, *shape]}``.
+
+    Raises:
+        graphs.LayoutMismatchError: A layout tensor is missing, or its shape differs.
+    """
+    from graphs import LayoutMismatchError
+
+    names = [p.name for p in layout.params]
+    missing = [n for n in names if n not in stacked]
+    extra = [k for k in stacked if k not in names and not any(k in p.aliases for p in layout.params)]
+    if missing or extra:
+        raise LayoutMismatchError(f"stacked parameters do not match layout {layout.name}#{layout.fingerprint}: "
+                                  f"missing {missing[:5]}, unexpected {extra[:5]}")
+    n = len(next(iter(stacked.values())))
+    out = np.empty((n, layout.num_params), dtype=layout.float_dtype)
+    for p in layout.params:
+        value = stacked[p.name]
+        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if value.shape != (n, *p.shape):
+            raise LayoutMismatchError(f"stacked {p.name!r} has shape {value.shape}, layout needs "
+                                      f"{(n, *p.shape)}")
+        out[:, p.offset:p.offset + p.numel] = value.reshape(n, -1)
+    return out
+
+
+def open_writer(out: str | os.PathLike, append: bool = False, allow_nonfinite: bool = False,
+                split: SplitSpec | None = DEFAULT_SPLIT, label_kinds: Mapping[str, str] | None = None) -> ZooWriter:
+    """A :class:`ZooWriter` for ``out`` (new, or appended to), writing ``split`` on close when none is stored."""
+    return ZooWriter(out, mode="a" if append else "w", allow_nonfinite=allow_nonfinite, default_split=split,
+                     label_kinds=label_kinds)
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(n)`` (``None``: unchanged), restoring the old value.
+
+    Tiny models train several times faster on one thread than on two, and much faster still when
+    other processes compete for the cores (OpenMP threads then spin waiting for each other).
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ZooError(f"bad device {device!r}: use auto, cpu, cuda or cuda:N") from exc
