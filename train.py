@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_weights = sum(p.numel() for p in model.parameters())
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     total = cfg.epochs * len(train_loader)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)

@@ -2,7 +2,7 @@
 
 DESIGN's setting: batch 32 small-CNN graphs, width 64, 4 layers. Every model trains on the same
 batches (random weights of the Small CNN Zoo architecture, 4,970 parameters: speed does not depend
-on the values). Reports graphs/s of forward + backward + AdamW step, best of 3 timed rounds.
+on the values). Reports graphs/s of forward + backward + AdamW step, best of --rounds timed rounds.
 
 Usage: python benchmarks/train_step.py [--steps 20] [--threads 2] [--out benchmarks/results/train_step.md]
 """
@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="gmn,pna,transformer,nfn,statnn,deepsets,mlp")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CPU: needs AVX512-BF16/AMX to pay off)")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results/train_step.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,7 +44,8 @@ def main() -> None:
     batches = [rows_to_batch(rows[i:i + args.batch], layout) for i in range(0, len(rows), args.batch)]
     y = torch.rand(args.batch, 1)
     lines = [f"# Train-step throughput (batch {args.batch} Small CNN Zoo graphs, width {args.hidden}, "
-             f"{args.layers} layers, torch {torch.__version__}, {args.threads} threads)", "",
+             f"{args.layers} layers, torch {torch.__version__}, {args.threads} threads"
+             f"{', bf16 autocast' if args.amp else ', float32'})", "",
              "| model | graphs/s | ms/step |", "|---|---:|---:|"]
     for name in args.models.split(","):
         cfg = ModelConfig(name=name, out_dim=1, num_params=layout.num_params, num_norm_keys=len(layout.params),
@@ -51,10 +54,12 @@ def main() -> None:
         cfg.gmn.max_layers = len(layout.params)
         cfg.baseline["hidden"] = 16 if name == "nfn" else args.hidden
         model = build_model(cfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
 
         def step(b):
-            loss = torch.nn.functional.mse_loss(model(b), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
+                out = model(b)
+            loss = torch.nn.functional.mse_loss(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -62,7 +67,7 @@ def main() -> None:
         for b in batches[:2]:
             step(b)  # warm-up
         best = float("inf")
-        for _ in range(3):
+        for _ in range(args.rounds):
             t0 = time.perf_counter()
             for i in range(args.steps):
                 step(batches[i % len(batches)])

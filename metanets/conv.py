@@ -7,7 +7,7 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-__all__ = ["EdgeNodeConv", "mlp"]
+__all__ = ["EdgeNodeConv", "EdgeUpdate", "mlp"]
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, norm: bool = False) -> nn.Sequential:
@@ -22,11 +22,42 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, norm: bool = False) ->
     return nn.Sequential(*layers)
 
 
+class EdgeUpdate(nn.Module):
+    r"""Edge update from the edge and its endpoints, with the first layer factored by input.
+
+    .. math:: e' = e + \psi\big(W_e e + W_s h_u + W_t h_v\big)
+
+    equals an MLP on the concatenation ``[e, h_u, h_v]``, but the node terms are computed once per
+    node and gathered onto edges, which halves the per-edge work. With ``depth=1``, ``psi`` is
+    LayerNorm + SiLU (a GatedGCN-style update); with ``depth=2`` a further linear layer follows.
+
+    Shapes:
+        input: ``e [E, d]``, ``h [N, d]``, ``edge_index [2, E]``; output: ``e' [E, d]``.
+    """
+
+    def __init__(self, hidden: int, depth: int = 1, norm: bool = True) -> None:
+        super().__init__()
+        self.lin_e = nn.Linear(hidden, hidden)
+        self.lin_src = nn.Linear(hidden, hidden, bias=False)
+        self.lin_dst = nn.Linear(hidden, hidden, bias=False)
+        post: list[nn.Module] = [nn.LayerNorm(hidden)] if norm else []
+        post.append(nn.SiLU())
+        if depth > 1:
+            post.append(nn.Linear(hidden, hidden))
+        self.post = nn.Sequential(*post)
+
+    def forward(self, e: torch.Tensor, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index
+        nodes = self.lin_src(h).index_select(0, src) + self.lin_dst(h).index_select(0, dst)  # (E, d)
+        pre = torch.addmm(nodes + self.lin_e.bias, e, self.lin_e.weight.t())  # W_e e + node terms, fused
+        return e + self.post(pre)
+
+
 class EdgeNodeConv(MessagePassing):
     r"""One GMN layer: edges update from their endpoints, nodes aggregate both directions.
 
     .. math::
-        e'_{uv} &= e_{uv} + \phi_e([e_{uv}, h_u, h_v]) \\
+        e'_{uv} &= e_{uv} + \psi(W_e e_{uv} + W_s h_u + W_t h_v) \quad \text{(see EdgeUpdate)} \\
         h'_v &= h_v + \phi_h\big([h_v,\ \textstyle\bigoplus_{u \to v} e'_{uv},\ \bigoplus_{v \to w} e'_{vw}]\big)
 
     Incoming and outgoing messages are aggregated separately (weights are directed: input neuron
@@ -37,28 +68,29 @@ class EdgeNodeConv(MessagePassing):
         hidden: Feature width of nodes and edges.
         aggr: Aggregation (``"mean"``, ``"sum"``, ``"max"``).
         norm: LayerNorm inside the update MLPs.
+        edge_depth: Layers of the edge update (1: GatedGCN-style, 2: a two-layer MLP).
 
     Shapes:
         input: ``h [N, hidden]``, ``edge_index [2, E]``, ``e [E, hidden]``.
         output: ``(h' [N, hidden], e' [E, hidden])``.
     """
 
-    def __init__(self, hidden: int, aggr: str = "mean", norm: bool = True) -> None:
+    def __init__(self, hidden: int, aggr: str = "mean", norm: bool = True, edge_depth: int = 1) -> None:
         super().__init__(aggr=aggr)
         self.hidden = hidden
-        self.edge_mlp = mlp([3 * hidden, hidden, hidden], norm=norm)
+        self.edge_net = EdgeUpdate(hidden, edge_depth, norm)
         self.node_mlp = mlp([3 * hidden, hidden, hidden], norm=norm)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Re-initialize the update MLPs."""
-        for m in (*self.edge_mlp, *self.node_mlp):
-            if hasattr(m, "reset_parameters"):
+        for m in (*self.edge_net.modules(), *self.node_mlp):
+            if m is not self.edge_net and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        src, dst = edge_index
-        e = e + self.edge_mlp(torch.cat([e, h[src], h[dst]], dim=-1))  # (E, hidden)
+        src = edge_index[0]
+        e = self.edge_net(e, h, edge_index)  # (E, hidden)
         incoming = self.propagate(edge_index, e=e, size=(h.shape[0], h.shape[0]))  # (N, hidden) at targets
         outgoing = scatter(e, src, dim=0, dim_size=h.shape[0], reduce=self.aggr)  # (N, hidden) at sources
         h = h + self.node_mlp(torch.cat([h, incoming, outgoing], dim=-1))

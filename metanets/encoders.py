@@ -42,7 +42,7 @@ class GraphEncoder(nn.Module):
 
     .. math::
         h_v = E_{type}(t_v) + E_{pos}(p_v)\,[p_v \ge 0] + W_x x_v, \qquad
-        e_{uv} = W_e\, a_{uv} + E_{etype}(\tau_{uv}) + E_{layer}(\ell_{uv})
+        e_{uv} = W_e\, a_{uv} + E(\tau_{uv}, \ell_{uv})
 
     Args:
         cfg: :class:`EncoderConfig`.
@@ -60,8 +60,9 @@ class GraphEncoder(nn.Module):
         self.node_type = nn.Embedding(len(NodeType), d)
         self.node_pos = nn.Embedding(cfg.max_positions, d)
         self.node_x = nn.Linear(cfg.width, d)
-        self.edge_val = nn.Sequential(nn.Linear(cfg.width, d), nn.SiLU(), nn.Linear(d, d))
-        self.edge_type = nn.Embedding(len(EDGE_TYPES), d)
+        self.edge_val = nn.Linear(cfg.width, d)  # per edge: keep it one layer; the convs add depth
+        # one table for (edge type, layer): a single lookup per edge instead of two
+        self.edge_embed = nn.Embedding(len(EDGE_TYPES) * max(1, cfg.max_layers), d)
         self.layer = nn.Embedding(cfg.max_layers, d) if cfg.max_layers > 0 else None
         self.reset_parameters()
 
@@ -79,10 +80,11 @@ class GraphEncoder(nn.Module):
         if self.layer is not None:  # parameter nodes know which tensor they hold
             is_param = batch.node_type == int(NodeType.PARAM)
             h = h + self.layer(pos.clamp(min=0) % self.cfg.max_layers) * is_param[:, None]
-        e = self.edge_val(_pad(batch.edge_attr, self.cfg.width)) + self.edge_type(batch.edge_type)
+        key = batch.edge_type
         if self.layer is not None:
-            e = e + self.layer(batch.edge_param % self.cfg.max_layers)
-        return h, e
+            key = key * self.cfg.max_layers + batch.edge_param % self.cfg.max_layers
+        e = torch.addmm(self.edge_embed(key), _pad(batch.edge_attr, self.cfg.width), self.edge_val.weight.t())
+        return h, e + self.edge_val.bias
 
 
 def _pad(t: torch.Tensor, width: int) -> torch.Tensor:

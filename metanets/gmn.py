@@ -30,6 +30,7 @@ class GMNConfig:
         max_layers: Layer-identity embedding size (0: off; see :class:`EncoderConfig`).
         aggr: Aggregation of the ``gmn`` layer.
         heads: Attention heads of the ``transformer`` layer.
+        edge_depth: Layers of the ``gmn`` edge update (1: GatedGCN-style, 2: two-layer MLP).
     """
 
     layer: str = "gmn"
@@ -39,6 +40,7 @@ class GMNConfig:
     max_layers: int = 0
     aggr: str = "mean"
     heads: int = 4
+    edge_depth: int = 1
 
 
 class GMNBackbone(nn.Module):
@@ -59,7 +61,8 @@ class GMNBackbone(nn.Module):
         self.cfg = cfg
         self.encoder = GraphEncoder(EncoderConfig(cfg.hidden, cfg.width, max_layers=cfg.max_layers))
         if cfg.layer == "gmn":
-            self.convs = nn.ModuleList(EdgeNodeConv(cfg.hidden, cfg.aggr) for _ in range(cfg.layers))
+            self.convs = nn.ModuleList(EdgeNodeConv(cfg.hidden, cfg.aggr, edge_depth=cfg.edge_depth)
+                                       for _ in range(cfg.layers))
         elif cfg.layer == "pna":
             self.convs = nn.ModuleList(PNAEdgeConv(cfg.hidden) for _ in range(cfg.layers))
         else:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import degree, scatter, softmax
 
-from metanets.conv import mlp
+from metanets.conv import EdgeUpdate, mlp
 
 __all__ = ["PNAEdgeConv", "RelationalAttentionConv"]
 
@@ -34,14 +34,14 @@ class PNAEdgeConv(nn.Module):
         self.msg = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(2)])
         self.film = nn.ModuleList([nn.Linear(hidden, 2 * hidden) for _ in range(2)])
         self.node_mlp = mlp([hidden + 2 * 12 * hidden, hidden, hidden], norm=norm)
-        self.edge_mlp = mlp([3 * hidden, hidden, hidden], norm=norm)
+        self.edge_net = EdgeUpdate(hidden, 1, norm)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = h.shape[0]
         parts = [h]
         for d, (src, dst) in enumerate((edge_index, edge_index.flip(0))):
             gamma, beta = self.film[d](e).chunk(2, dim=-1)
-            m = gamma * self.msg[d](h[src]) + beta  # (E, d)
+            m = gamma * self.msg[d](h).index_select(0, src) + beta  # (E, d): project nodes, then gather
             aggs = [scatter(m, dst, 0, dim_size=n, reduce=r) for r in ("mean", "max", "min")]
             sq = scatter(m * m, dst, 0, dim_size=n, reduce="mean")
             aggs.append((sq - aggs[0] ** 2).clamp(min=0).add(1e-6).sqrt())
@@ -49,9 +49,7 @@ class PNAEdgeConv(nn.Module):
             logd = torch.log1p(degree(dst, n, dtype=h.dtype))[:, None]
             parts += [agg, agg * logd / self.avg_log_degree, agg * self.avg_log_degree / logd.clamp(min=1e-3)]
         h = h + self.node_mlp(torch.cat(parts, dim=-1))
-        src, dst = edge_index
-        e = e + self.edge_mlp(torch.cat([e, h[src], h[dst]], dim=-1))
-        return h, e
+        return h, self.edge_net(e, h, edge_index)
 
 
 class RelationalAttentionConv(nn.Module):
@@ -79,7 +77,7 @@ class RelationalAttentionConv(nn.Module):
         self.out = nn.Linear(2 * hidden, hidden)
         self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.ff = mlp([hidden, 2 * hidden, hidden])
-        self.edge_mlp = mlp([3 * hidden, hidden, hidden], norm=norm)
+        self.edge_net = EdgeUpdate(hidden, 1, norm)
 
     def _attend(self, x: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         n, hd, dh = x.shape[0], self.heads, self.dh
@@ -96,5 +94,4 @@ class RelationalAttentionConv(nn.Module):
         att = torch.cat([self._attend(x, e, src, dst), self._attend(x, e, dst, src)], dim=-1)
         h = h + self.out(att)
         h = h + self.ff(self.ln2(h))
-        e = e + self.edge_mlp(torch.cat([e, h[src], h[dst]], dim=-1))
-        return h, e
+        return h, self.edge_net(e, h, edge_index)
