@@ -24,6 +24,16 @@ from graphs.batch import flatten_state_dicts, rows_to_batch  # noqa: E402
 from metanets import ModelConfig, build_model  # noqa: E402
 
 
+def step(model, opt, batch, y, amp: bool) -> None:
+    """One training step: forward, MSE loss, backward, AdamW update."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        out = model(batch)
+    loss = torch.nn.functional.mse_loss(out.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -56,21 +66,13 @@ def main() -> None:
         model = build_model(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
 
-        def step(b):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
-                out = model(b)
-            loss = torch.nn.functional.mse_loss(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
         for b in batches[:2]:
-            step(b)  # warm-up
+            step(model, opt, b, y, args.amp)  # warm-up
         best = float("inf")
         for _ in range(args.rounds):
             t0 = time.perf_counter()
             for i in range(args.steps):
-                step(batches[i % len(batches)])
+                step(model, opt, batches[i % len(batches)], y, args.amp)
             best = min(best, (time.perf_counter() - t0) / args.steps)
         lines.append(f"| {name} | {args.batch / best:,.0f} | {1000 * best:.1f} |")
         print(lines[-1], flush=True)

@@ -296,7 +296,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def _import_external(args: argparse.Namespace) -> bool:
+    """Hand a Small CNN Zoo or INR folder to its importer (``import-*`` commands have more options)."""
+    from datasets.importers import inr_folder, small_cnn_zoo
+
+    for name, module, run in (("Small CNN Zoo", small_cnn_zoo, small_cnn_zoo.import_small_cnn_zoo),
+                              ("INR", inr_folder, inr_folder.import_inr_folder)):
+        if module.detect(args.src):
+            if args.labels or args.model:
+                raise ZooError(f"{args.src} is a {name} folder, which carries its own labels and architecture; "
+                               "drop --labels/--model")
+            n = run(args.src, args.out, append=not args.overwrite and os.path.exists(args.out),
+                    allow_nonfinite=args.allow_nonfinite, progress=not args.quiet)
+            print(f"imported {n} models from the {name} folder {args.src} into {args.out}")
+            return True
+    return False
+
+
 def _run(args: argparse.Namespace) -> int:
+    if _import_external(args):
+        return 0
     factory = load_factory(args.model) if args.model else None
     example = None
     if args.example_input_shape:

@@ -221,3 +221,18 @@ def test_import_commands_report_bad_input_in_one_line(tmp_path, capsys, module, 
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_convert_hands_external_formats_to_their_importers(tmp_path):
+    from datasets.cli import main
+
+    write_small_cnn_zoo(tmp_path / "mnist", gz=True, index_column=True)
+    assert main(["convert", str(tmp_path / "mnist"), str(tmp_path / "cnn.h5"), "--quiet"]) == 0
+    write_dwsnets_mnist_inrs(tmp_path / "dataset")
+    assert main(["convert", str(tmp_path / "dataset" / "mnist-inrs"), str(tmp_path / "inr.h5"), "--quiet"]) == 0
+    from datasets import ZooReader
+    with ZooReader(tmp_path / "cnn.h5") as r:
+        assert len(r) == 9
+    with ZooReader(tmp_path / "inr.h5") as r:
+        assert len(r) == 12
+    assert main(["convert", str(tmp_path / "mnist"), str(tmp_path / "x.h5"), "--labels", "l.csv"]) == 2
