@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import scatter
 
 __all__ = ["EdgeNodeConv", "EdgeUpdate", "mlp"]
 
@@ -60,13 +59,16 @@ class EdgeNodeConv(MessagePassing):
         e'_{uv} &= e_{uv} + \psi(W_e e_{uv} + W_s h_u + W_t h_v) \quad \text{(see EdgeUpdate)} \\
         h'_v &= h_v + \phi_h\big([h_v,\ \textstyle\bigoplus_{u \to v} e'_{uv},\ \bigoplus_{v \to w} e'_{vw}]\big)
 
+    where each :math:`\bigoplus` concatenates several aggregations (default mean and max: the mean
+    alone cannot count or pick out extreme weights).
+
     Incoming and outgoing messages are aggregated separately (weights are directed: input neuron
     to output neuron). Everything is local or a permutation-invariant aggregation, so the layer is
     equivariant to any relabeling of nodes.
 
     Args:
         hidden: Feature width of nodes and edges.
-        aggr: Aggregation (``"mean"``, ``"sum"``, ``"max"``).
+        aggr: Aggregations, comma-separated (``"mean,max"``; any of mean, sum, max, min).
         norm: LayerNorm inside the update MLPs.
         edge_depth: Layers of the edge update (1: GatedGCN-style, 2: a two-layer MLP).
 
@@ -75,11 +77,15 @@ class EdgeNodeConv(MessagePassing):
         output: ``(h' [N, hidden], e' [E, hidden])``.
     """
 
-    def __init__(self, hidden: int, aggr: str = "mean", norm: bool = True, edge_depth: int = 1) -> None:
-        super().__init__(aggr=aggr)
+    def __init__(self, hidden: int, aggr: str = "mean,max", norm: bool = True, edge_depth: int = 1) -> None:
+        reductions = [r.strip() for r in aggr.split(",")]
+        if not reductions or any(r not in ("mean", "sum", "max", "min") for r in reductions):
+            raise ValueError(f"aggr={aggr!r}: use a comma-separated list of mean, sum, max, min")
+        super().__init__(aggr=reductions if len(reductions) > 1 else reductions[0])  # several: concatenated
+        self.reductions = tuple(reductions)
         self.hidden = hidden
         self.edge_net = EdgeUpdate(hidden, edge_depth, norm)
-        self.node_mlp = mlp([3 * hidden, hidden, hidden], norm=norm)
+        self.node_mlp = mlp([(1 + 2 * len(self.reductions)) * hidden, hidden, hidden], norm=norm)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -89,10 +95,10 @@ class EdgeNodeConv(MessagePassing):
                 m.reset_parameters()
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        src = edge_index[0]
+        n = h.shape[0]
         e = self.edge_net(e, h, edge_index)  # (E, hidden)
-        incoming = self.propagate(edge_index, e=e, size=(h.shape[0], h.shape[0]))  # (N, hidden) at targets
-        outgoing = scatter(e, src, dim=0, dim_size=h.shape[0], reduce=self.aggr)  # (N, hidden) at sources
+        incoming = self.propagate(edge_index, e=e, size=(n, n))  # (N, R * hidden) at targets
+        outgoing = self.propagate(edge_index.flip(0), e=e, size=(n, n))  # (N, R * hidden) at sources
         h = h + self.node_mlp(torch.cat([h, incoming, outgoing], dim=-1))
         return h, e
 

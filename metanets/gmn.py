@@ -28,7 +28,7 @@ class GMNConfig:
         layers: Number of message-passing layers.
         width: Packed edge-vector width ``K`` of the input graphs.
         max_layers: Layer-identity embedding size (0: off; see :class:`EncoderConfig`).
-        aggr: Aggregation of the ``gmn`` layer.
+        aggr: Aggregations of the ``gmn`` layer (comma-separated, concatenated).
         heads: Attention heads of the ``transformer`` layer.
         edge_depth: Layers of the ``gmn`` edge update (1: GatedGCN-style, 2: two-layer MLP).
     """
@@ -38,9 +38,9 @@ class GMNConfig:
     layers: int = 4
     width: int = 9
     max_layers: int = 0
-    aggr: str = "mean"
+    aggr: str = "mean,max"
     heads: int = 4
-    edge_depth: int = 1
+    edge_depth: int = 2
 
 
 class GMNBackbone(nn.Module):
