@@ -80,7 +80,13 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=1000)
     ap.add_argument("--work", default="benchmarks/work")
     ap.add_argument("--out", default="benchmarks/results/metanets")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the table from OUT.json")
     args = ap.parse_args()
+    if args.report_only:
+        with open(args.out + ".json") as f:
+            saved = json.load(f)
+        report(argparse.Namespace(**saved["args"]), saved["results"], args.out)
+        return
     os.makedirs(args.work, exist_ok=True)
     results: dict = {}
     for task in args.tasks.split(","):
@@ -96,6 +102,11 @@ def main() -> None:
             results.setdefault(task, {})[model] = rows
     with open(args.out + ".json", "w") as f:
         json.dump({"args": vars(args), "results": results}, f, indent=2)
+    report(args, results, args.out)
+
+
+def report(args: argparse.Namespace, results: dict, out: str) -> None:
+    """Write the markdown table (mean ± std over seeds) of ``results``."""
     lines = [f"# Metanetwork benchmark ({args.seeds} seeds, {args.epochs} epochs, width {args.hidden}, "
              f"{args.layers} layers; NFN width {args.nfn_hidden}; torch {torch.__version__}, "
              f"{'CUDA' if torch.cuda.is_available() else f'CPU, {args.threads} threads'})", ""]
@@ -106,12 +117,13 @@ def main() -> None:
             cells = []
             for k in keys:
                 v = np.array([r[k] for r in rows], dtype=float)
-                cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if k in METRICS[task] else f"{v.mean():.0f}")
+                fmt = ".5f" if task == "edit" else ".3f"
+                cells.append(f"{v.mean():{fmt}} ± {v.std():{fmt}}" if k in METRICS[task] else f"{v.mean():.0f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    with open(args.out + ".md", "w") as f:
+    with open(out + ".md", "w") as f:
         f.write(text + "\n")
 
 

@@ -68,7 +68,7 @@ class EdgeNodeConv(MessagePassing):
 
     Args:
         hidden: Feature width of nodes and edges.
-        aggr: Aggregations, comma-separated (``"mean,max"``; any of mean, sum, max, min).
+        aggr: Aggregations, comma-separated (``"mean,max"``; any of mean, sum, max, min, std).
         norm: LayerNorm inside the update MLPs.
         edge_depth: Layers of the edge update (1: GatedGCN-style, 2: a two-layer MLP).
 
@@ -79,8 +79,8 @@ class EdgeNodeConv(MessagePassing):
 
     def __init__(self, hidden: int, aggr: str = "mean,max", norm: bool = True, edge_depth: int = 1) -> None:
         reductions = [r.strip() for r in aggr.split(",")]
-        if not reductions or any(r not in ("mean", "sum", "max", "min") for r in reductions):
-            raise ValueError(f"aggr={aggr!r}: use a comma-separated list of mean, sum, max, min")
+        if not reductions or any(r not in ("mean", "sum", "max", "min", "std") for r in reductions):
+            raise ValueError(f"aggr={aggr!r}: use a comma-separated list of mean, sum, max, min, std")
         super().__init__(aggr=reductions if len(reductions) > 1 else reductions[0])  # several: concatenated
         self.reductions = tuple(reductions)
         self.hidden = hidden
