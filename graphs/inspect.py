@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from graphs.compile import compile_layout
+from graphs.compile import _atoms, compile_layout
 from graphs.layout import Layout
 from graphs.param_graph import EDGE_TYPES, NodeType
 
 __all__ = ["summarize"]
-
-
-def _atoms(label) -> list[int]:
-    if label[0] == "a":
-        return [label[1]]
-    if label[0] == "u":
-        return []
-    return [a for x in label[1] for a in _atoms(x)]
 
 
 def _fmt(layout: Layout, label) -> str:
