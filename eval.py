@@ -169,12 +169,27 @@ def predict_files(model, args: argparse.Namespace, device: torch.device) -> list
     return out
 
 
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint dict written by train.py, or a ValueError that says what is wrong."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unreadable files
+        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                         "pass a best.pt or last.pt written by train.py") from exc
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "train_config"} <= set(ckpt):
+        raise ValueError(f"{path} is not a weightgraph metanetwork checkpoint (it lacks model/model_config/"
+                         "train_config); pass a best.pt or last.pt written by train.py")
+    return ckpt
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate; returns the metrics (or the predictions of ``--predict``)."""
     args = parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(args.checkpoint)
     tcfg = ckpt["train_config"]
     model = load_checkpoint(args.checkpoint).to(device)
     if args.predict:

@@ -76,3 +76,20 @@ def test_edit_inrs_writes_loadable_checkpoints(inr_zoo, tmp_path):
     assert files
     siren = Siren(hidden=32, depth=3)
     siren.load_state_dict(graphs.load_checkpoint(os.path.join(out, "edited", files[0])))
+
+
+def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_script.main(["--task", "predict"])  # no --data
+    assert "--data ZOO.h5 is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_script.main(["--data", cnn_zoo, "--task", "regress"])
+    assert "choose predict, classify or edit" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a readable checkpoint"):
+        eval_script.main([str(tmp_path / "junk.pt")])
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="is not a weightgraph metanetwork checkpoint"):
+        eval_script.main([str(tmp_path / "foreign.pt")])
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        eval_script.main([str(tmp_path / "missing.pt")])
