@@ -58,7 +58,7 @@ def _find_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Save a state_dict as ``.safetensors`` (tied tensors are de-duplicated) or ``.pt``."""
+    """Save a state_dict as ``.safetensors`` (tied tensors are stored once per key) or ``.pt``."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
         from safetensors.torch import save_file
