@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
-from datasets.importers.common import flatten_labels, load_torch_lenient
+from datasets.importers.common import add_import_options, flatten_labels, load_torch_lenient
 from datasets.splits import SplitSpec
 from datasets.zoo.storage import open_writer
 
@@ -182,10 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="module:factory building the network; factory() or factory(config from params.json)")
     p.add_argument("--example-input-shape", required=True, help="shape to trace the network with, e.g. 1,1,28,28")
     p.add_argument("--epochs", type=lambda s: [int(x) for x in s.split(",")], help="keep these checkpoint numbers")
-    p.add_argument("--limit", type=int, help="import only the first N runs")
-    p.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
-    p.add_argument("--allow-nonfinite", action="store_true", help="store checkpoints with NaN/Inf weights")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import_options(p, "runs")
     p.set_defaults(func=_run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ import torch
 
 from datasets.errors import ZooError
 
-__all__ = ["Opaque", "PathResolver", "flatten_labels", "load_torch_lenient", "scalar_label"]
+__all__ = ["Opaque", "PathResolver", "add_import_options", "flatten_labels", "load_torch_lenient", "scalar_label"]
 
 
 class Opaque:
@@ -141,3 +142,11 @@ class PathResolver:
                     return candidate
         raise ZooError(f"cannot find {listed!r} (listed in the split file) under {[str(r) for r in self.roots]}; "
                        "give the folder that holds the checkpoints")
+
+
+def add_import_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """The options every ``import-*`` command shares; ``unit`` names what is counted (runs, rows, ...)."""
+    parser.add_argument("--limit", type=int, help=f"import only the first N {unit}")
+    parser.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
+    parser.add_argument("--allow-nonfinite", action="store_true", help=f"store {unit} with NaN/Inf weights")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
-from datasets.importers.common import PathResolver, scalar_label
+from datasets.importers.common import PathResolver, add_import_options, scalar_label
 from datasets.splits import SplitSpec
 from datasets.zoo.models import Siren
 from datasets.zoo.storage import open_writer, stacked_rows
@@ -217,10 +217,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="folder of INR checkpoints, e.g. mnist-inrs/")
     p.add_argument("out", help="zoo .h5 file to write")
     p.add_argument("--split-file", help="split JSON (default: *split*.json in SRC or its parent)")
-    p.add_argument("--limit", type=int, help="import only the first N checkpoints")
-    p.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
-    p.add_argument("--allow-nonfinite", action="store_true", help="store checkpoints with NaN/Inf weights")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import_options(p, "checkpoints")
     p.set_defaults(func=_run)
 
 

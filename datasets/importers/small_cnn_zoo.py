@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
+from datasets.importers.common import add_import_options
 from datasets.splits import SplitSpec
 from datasets.zoo.models import SmallCNN
 from datasets.zoo.storage import open_writer
@@ -242,10 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="zoo .h5 file to write")
     p.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")],
                    help="keep checkpoints at these epochs only, e.g. 86 (final) or 0,1,2,3,20,40,60,80,86")
-    p.add_argument("--limit", type=int, help="import only the first N (selected) rows")
-    p.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
-    p.add_argument("--allow-nonfinite", action="store_true", help="store rows with NaN/Inf weights")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import_options(p, "(selected) rows")
     p.set_defaults(func=_run)
 
 
