@@ -16,7 +16,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from metanets.gmn import GMNBackbone, GMNConfig, head
-from metanets.normalize import Normalizer, _mask
+from metanets.normalize import Normalizer, slot_mask
 from metanets.pooling import GraphPool
 
 __all__ = ["Editor", "ModelConfig", "Predictor", "TargetScale", "build_model", "load_checkpoint", "GRAPH_MODELS"]
@@ -112,8 +112,8 @@ class Editor(nn.Module):
         k = batch.edge_attr.shape[-1]
         std = self.normalizer.std[self.normalizer.keys(batch)][:, None]
         out = batch.clone()
-        out.edge_attr = batch.edge_attr + (self.edge_out(e)[:, :k] * std) * _mask(batch, "edge")
-        out.x = batch.x + self.node_out(h)[:, :k] * self.normalizer.node_std * _mask(batch, "x")
+        out.edge_attr = batch.edge_attr + (self.edge_out(e)[:, :k] * std) * slot_mask(batch, "edge")
+        out.x = batch.x + self.node_out(h)[:, :k] * self.normalizer.node_std * slot_mask(batch, "x")
         return out
 
 

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 
 from graphs.param_graph import EDGE_TYPES
 
-__all__ = ["Normalizer"]
+__all__ = ["Normalizer", "slot_mask"]
 
 
 class Normalizer(nn.Module):
@@ -52,11 +52,11 @@ class Normalizer(nn.Module):
         for b in batches:
             k = self.keys(b).to(n.device)
             vals = b.edge_attr.double()
-            mask = _mask(b, "edge")  # zero padding of packed kernels is not data
+            mask = slot_mask(b, "edge")  # zero padding of packed kernels is not data
             n.index_add_(0, k, mask.sum(1).double())
             s1.index_add_(0, k, (vals * mask).sum(1))
             s2.index_add_(0, k, (vals.square() * mask).sum(1))
-            xm = _mask(b, "x")
+            xm = slot_mask(b, "x")
             nn_ += float(xm.sum())
             ns1 += float(b.x.double()[xm].sum())
             ns2 += float(b.x.double()[xm].square().sum())
@@ -72,17 +72,17 @@ class Normalizer(nn.Module):
 
     def forward(self, batch: Batch) -> Batch:
         k = self.keys(batch)
-        mask = _mask(batch, "edge")
+        mask = slot_mask(batch, "edge")
         dt = batch.edge_attr.dtype
         ea = (batch.edge_attr - self.mean[k, None].to(dt)) / self.std[k, None].to(dt)
         out = batch.clone()
         out.edge_attr = ea * mask
-        xm = _mask(batch, "x")
+        xm = slot_mask(batch, "x")
         out.x = (batch.x - self.node_mean) / self.node_std * xm
         return out
 
 
-def _mask(batch: Batch, what: str) -> torch.Tensor:
+def slot_mask(batch: Batch, what: str) -> torch.Tensor:
     """Slots holding parameters (``edge_mask``/``x_mask``), cropped or padded to the feature width."""
     feats = batch.edge_attr if what == "edge" else batch.x
     mask = getattr(batch, "edge_mask" if what == "edge" else "x_mask", None)
