@@ -14,13 +14,14 @@ from collections.abc import Sequence
 
 import graphs
 from datasets import convert, info, merge, resplit, stats
+from datasets.archs import cli as archs
 from datasets.errors import ZooError
 from datasets.importers import checkpoint_dirs, inr_folder, small_cnn_zoo
 from datasets.zoo import build
 
 __all__ = ["COMMANDS", "USER_ERRORS", "build_parser", "main"]
 
-COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats)
+COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats, archs)
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 
 USER_ERRORS = (ZooError, graphs.LayoutMismatchError, graphs.CheckpointError, graphs.UnsupportedNetworkError,
