@@ -3,6 +3,7 @@
     python eval.py runs/run/best.pt                          # the split it was validated on -> test
     python eval.py runs/run/best.pt --data zoo.h5 --split test
     python eval.py runs/run/best.pt --predict path/to/checkpoints/ --model mynets.py:make_net
+    python eval.py runs/ghn/best.pt --max-archs 20     # a GHN: predicted vs. random init, per split
 
 Needs nothing but the checkpoint (it holds the model and training configs, the input
 normalization and target scaling). Prints a metrics table, writes ``metrics.json`` and a plot
@@ -39,6 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="module:factory building the architecture of --predict checkpoints")
     p.add_argument("--input-shape", action="append", help="example input shape for tracing, e.g. 1,1,8,8")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    g = p.add_argument_group("GHN checkpoints (train.py --task ghn)")
+    g.add_argument("--archs", help="architectures .h5 (default: the one it was trained on)")
+    g.add_argument("--dataset", help="digits | mnist1d | folder (default: the one it was trained on)")
+    g.add_argument("--splits", default="test,wide,deep,dense,bnfree", help="architecture splits to evaluate")
+    g.add_argument("--max-archs", type=int, default=20, help="architectures per split (the first ones)")
+    g.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs from predicted/random")
+    g.add_argument("--trained-epochs", type=int, default=20, help="epochs of the 'trained from scratch' column")
     return p.parse_args(argv)
 
 
@@ -187,10 +196,14 @@ def read_checkpoint(path: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate; returns the metrics (or the predictions of ``--predict``)."""
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     ckpt = read_checkpoint(args.checkpoint)
     tcfg = ckpt["train_config"]
+    if tcfg["task"] == "ghn":
+        return evaluate_ghn(ckpt, args, device)
     model = load_checkpoint(args.checkpoint).to(device)
     if args.predict:
         preds = predict_files(model, args, device)
@@ -222,6 +235,88 @@ def main(argv: list[str] | None = None) -> dict:
         plot(tcfg["task"], pred, true, metrics, os.path.join(out, f"{args.split}_{tcfg['task']}.png"),
              f"{tcfg['model']}: {tcfg['target']}")
     return result
+
+
+def evaluate_ghn(ckpt: dict, args: argparse.Namespace, device: torch.device) -> dict:
+    """A GHN checkpoint: accuracy of predicted vs. randomly initialized networks, per architecture split.
+
+    For every architecture of each split: the predicted parameters (BatchNorm statistics recomputed on 4
+    training batches) scored with no training, then fine-tuned for ``--finetune-epochs`` (Adam, lr 1e-3,
+    batch 64) and scored after every epoch; the same from PyTorch's default random initialization; and a
+    network trained from random initialization for ``--trained-epochs``. Writes ``ghn_metrics.json`` and
+    ``ghn_finetune.png`` (fine-tuning curves).
+    """
+    from datasets.archs import ArchsReader
+    from datasets.zoo.data import load_named_or_path
+    from metanets.hyper import ArchGraph, full_state_dict
+    from metanets.hyper.meta import finetune, predict_params
+
+    tcfg = ckpt["train_config"]
+    ghn = load_checkpoint(args.checkpoint).to(device)
+    archs_path, dataset = args.archs or tcfg["archs"], args.dataset or tcfg["dataset"]
+    data = load_named_or_path(dataset)
+    train = (data.x_train.to(device), data.y_train.to(device))
+    test = (data.x_test.to(device), data.y_test.to(device))
+    bn_batches = [train[0][i:i + 64] for i in range(0, 256, 64)]
+    out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+    os.makedirs(out, exist_ok=True)
+    E, T = args.finetune_epochs, args.trained_epochs
+    table: dict = {}
+    with ArchsReader(archs_path) as reader:
+        for split in [s for s in args.splits.split(",") if s]:
+            if split not in reader.split_names:
+                raise ValueError(f"{archs_path} has no architecture split {split!r}; it has {reader.split_names}")
+            curves_p, curves_r, trained, params = [], [], [], []
+            for i in reader.split(split)[:args.max_archs]:
+                torch.manual_seed(int(i))  # the random-init baseline: PyTorch's default initialization
+                net = reader.build(int(i)).to(device)
+                arch = ArchGraph.of(reader.layout(int(i)), ghn.config.hops)
+                pred = full_state_dict(net, predict_params(ghn, net, arch, bn_batches))
+                rand = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                curves_p.append(finetune(net, pred, train, test, E, seed=int(i)))
+                curves_r.append(finetune(net, rand, train, test, E, seed=int(i)))
+                trained.append(finetune(net, rand, train, test, T, seed=int(i))[-1] if T else float("nan"))
+                params.append(reader.num_params(int(i)))
+            cp, cr = np.array(curves_p), np.array(curves_r)
+            table[split] = {"archs": len(cp), "params_median": float(np.median(params)),
+                            "predicted": cp.mean(0).tolist(), "predicted_std": cp.std(0).tolist(),
+                            "random": cr.mean(0).tolist(), "random_std": cr.std(0).tolist(),
+                            "trained": float(np.mean(trained)), "trained_epochs": T}
+    print(f"GHN {os.path.basename(args.checkpoint)} on {dataset} ({os.path.basename(archs_path)}): mean test "
+          f"accuracy; 'ft k' = after k epochs of fine-tuning")
+    print(f"| split | archs | predicted | ft 1 | ft {E} | random init | ft 1 | ft {E} | trained ({T} ep) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for split, r in table.items():
+        p, q = r["predicted"], r["random"]
+        cells = [p[0], p[min(1, E)], p[E], q[0], q[min(1, E)], q[E], r["trained"]]
+        print(f"| {split} | {r['archs']} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    result = {"checkpoint": os.path.abspath(args.checkpoint), "archs": os.path.abspath(archs_path),
+              "dataset": dataset, "task": "ghn", "finetune_epochs": E, "splits": table}
+    with open(os.path.join(out, "ghn_metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    if not args.no_plot:
+        plot_finetune(table, os.path.join(out, "ghn_finetune.png"))
+    return result
+
+
+def plot_finetune(table: dict, path: str) -> None:
+    """Fine-tuning curves per split: from predicted parameters (solid) vs. from random init (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    for k, (split, r) in enumerate(table.items()):
+        color = f"C{k}"
+        ax.plot(r["predicted"], color=color, marker="o", label=f"{split}: GHN")
+        ax.plot(r["random"], color=color, ls="--", marker="x", label=f"{split}: random init")
+    ax.set_xlabel("fine-tuning epochs")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Train a metanetwork on a zoo of parameter graphs.
 
     python train.py --data zoo.h5 --task predict --model gmn --target test_acc
+    python train.py --task ghn --archs archs.h5 --dataset digits  # a graph hypernetwork (GHN)
     torchrun --nproc-per-node 4 train.py --data zoo.h5 ...     # the same script, DDP
 
 Reads top to bottom: config -> data -> model -> optimizer -> loop (tqdm) with validation each
@@ -41,7 +42,7 @@ class TrainConfig:
     """Every option of a training run (stored in the checkpoint)."""
 
     data: str = ""  # zoo .h5 file
-    task: str = "predict"  # predict | classify | edit
+    task: str = "predict"  # predict | classify | edit | ghn
     model: str = "gmn"  # gmn | pna | transformer | nfn | statnn | mlp | deepsets
     target: str = ""  # label column (default: test_acc for predict, class for classify)
     edit: str = "dilate"  # edit task: the image edit the INRs should learn (dilate | contrast)
@@ -64,6 +65,14 @@ class TrainConfig:
     val_split: str = "val"
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit)
     quiet: bool = False
+    # --task ghn: a hypernetwork trained on the task loss of the networks it predicts
+    archs: str = ""  # architectures .h5 (python -m datasets archs)
+    dataset: str = "digits"  # digits | mnist1d | a folder (MNIST idx, CIFAR-10 pickles, ROOT/<class>/*.png)
+    meta_batch: int = 8  # architectures per optimizer step
+    rank: int = 32  # CP rank of every decoded tensor
+    hops: int = 4  # virtual-edge range of the architecture graph
+    symmetry_breaking: str = "position"  # position | noise
+    val_archs: int = 32  # validation architectures scored after every epoch
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -76,10 +85,16 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             p.add_argument(f"--{f.name.replace('_', '-')}", type={"int": int, "float": float}.get(f.type, str),
                            default=f.default)
     cfg = TrainConfig(**vars(p.parse_args(argv)))
+    if cfg.task not in ("predict", "classify", "edit", "ghn"):
+        p.error(f"--task {cfg.task}: choose predict, classify, edit or ghn")
+    if cfg.task == "ghn":
+        if not cfg.archs:
+            p.error("--task ghn needs --archs ARCHS.h5 (make one with: python -m datasets archs N ARCHS.h5)")
+        cfg.model = "ghn"
+        cfg.archs = os.path.abspath(cfg.archs)  # eval.py finds it from any folder
+        return cfg
     if not cfg.data:
         p.error("--data ZOO.h5 is required")
-    if cfg.task not in ("predict", "classify", "edit"):
-        p.error(f"--task {cfg.task}: choose predict, classify or edit")
     cfg.target = cfg.target or {"predict": "test_acc", "classify": "class", "edit": ""}[cfg.task]
     return cfg
 
@@ -136,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     device, rank, world = setup_device(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.task == "ghn":
+        return train_ghn(cfg, device, rank, world)
     master = rank == 0
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed)
@@ -259,6 +276,119 @@ def main(argv: list[str] | None = None) -> dict:
         if not cfg.quiet:
             print(f"done: best val {key} {sign * best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s; "
                   f"checkpoints in {cfg.out}")
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+def train_ghn(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> dict:
+    """``--task ghn``: meta-train a graph hypernetwork on the task loss of the networks it predicts.
+
+    Every step draws ``meta_batch`` training architectures and one batch of images; the GHN predicts
+    all parameters of each architecture, the predicted networks classify the batch (``functional_call``,
+    BatchNorm on batch statistics), and the mean cross-entropy trains the GHN. After every epoch the
+    GHN predicts the validation architectures, recomputes their BatchNorm statistics on a few training
+    batches, and scores them on held-out training images (10%; the test images are eval.py's).
+    """
+    from datasets.archs import ArchsReader
+    from datasets.zoo.data import load_named_or_path
+    from metanets.hyper import GHN, ArchGraph, GHNConfig
+    from metanets.hyper.meta import GHNLoss, accuracy, predict_params
+
+    master = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    os.makedirs(cfg.out, exist_ok=True)
+    # ---------------------------------------------------------------- data
+    data = load_named_or_path(cfg.dataset)
+    n_val = max(1, len(data.x_train) // 10)
+    perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))
+    x_tr, y_tr = data.x_train[perm[n_val:]].to(device), data.y_train[perm[n_val:]].to(device)
+    x_va, y_va = data.x_train[perm[:n_val]].to(device), data.y_train[perm[:n_val]].to(device)
+    with ArchsReader(cfg.archs) as reader:
+        shape = tuple(int(s) for s in data.x_train.shape[1:])
+        if tuple(reader.input_shape) != shape or reader.num_classes != data.num_classes:
+            raise SystemExit(f"error: {cfg.archs} holds architectures for inputs {tuple(reader.input_shape)} and "
+                             f"{reader.num_classes} classes, but {cfg.dataset} has inputs {shape} and "
+                             f"{data.num_classes} classes; sample architectures for this data with "
+                             f"python -m datasets archs N OUT.h5 --dataset ...")
+        train_ids = reader.split(cfg.train_split)
+        val_ids = reader.split(cfg.val_split)[:cfg.val_archs]
+        nets = {int(i): reader.build(int(i)).to(device) for i in np.concatenate([train_ids, val_ids])}
+        archs = {int(i): ArchGraph.of(reader.layout(int(i)), cfg.hops).to(device) for i in nets}
+    # --------------------------------------------------------------- model
+    gcfg = GHNConfig(hidden=cfg.hidden, layers=cfg.layers, rank=cfg.rank, hops=cfg.hops,
+                     symmetry_breaking=cfg.symmetry_breaking)
+    ghn = GHN(gcfg).to(device)
+    loss_module = GHNLoss(ghn)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        loss_module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True) \
+        if world > 1 else loss_module
+    opt = torch.optim.AdamW(ghn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    steps_per_epoch = max(1, len(train_ids) // (cfg.meta_batch * world))
+    total = cfg.epochs * steps_per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    use_amp = cfg.amp and device.type == "cuda"
+    if master and not cfg.quiet:
+        print(f"ghn: {len(train_ids)} training / {len(val_ids)} validation architectures on {cfg.dataset} "
+              f"({len(x_tr)} / {len(x_va)} images); {sum(p.numel() for p in ghn.parameters()):,} weights on "
+              f"{device}{' x' + str(world) if world > 1 else ''}")
+    bn_batches = [x_tr[i:i + 64] for i in range(0, min(len(x_tr), 256), 64)]
+
+    # ---------------------------------------------------------------- loop
+    rng = np.random.default_rng(cfg.seed)
+    best, best_metrics, step, seen, t_train, history = -1.0, {}, 0, 0, 0.0, []
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(train_ids)  # the same on every rank; each takes its own slice
+        ghn.train()
+        t0 = time.perf_counter()
+        losses, accs = [], []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not master or cfg.quiet,
+                   leave=False)
+        for k in bar:
+            start = (k * world + rank) * cfg.meta_batch
+            ids = [int(i) for i in order[start:start + cfg.meta_batch]]
+            idx = torch.randint(0, len(x_tr), (cfg.batch_size,), device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, correct = ddp([nets[i] for i in ids], [archs[i] for i in ids], x_tr[idx], y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ghn.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            seen += len(ids) * world
+            losses.append(float(loss.detach()))
+            accs.append(float(correct.mean()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.3f}")
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        t_train += time.perf_counter() - t0
+        val = [accuracy(nets[int(i)], predict_params(ghn, nets[int(i)], archs[int(i)], bn_batches), x_va, y_va)
+               for i in val_ids]
+        metrics = {"accuracy": float(np.mean(val)), "train_accuracy": float(np.mean(accs))}
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **metrics})
+        if master:
+            if not cfg.quiet:
+                print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f} meta-batch acc {metrics['train_accuracy']:.3f} "
+                      f"val acc of predicted networks {metrics['accuracy']:.3f}")
+            ckpt = {"model": ghn.state_dict(), "optimizer": opt.state_dict(),
+                    "model_config": {"name": "ghn", "ghn": asdict(gcfg)}, "train_config": asdict(cfg),
+                    "step": step, "epoch": epoch + 1, "metrics": metrics, "history": history}
+            torch.save(ckpt, os.path.join(cfg.out, "last.pt"))
+            if metrics["accuracy"] > best:
+                best, best_metrics = metrics["accuracy"], metrics
+                torch.save(ckpt, os.path.join(cfg.out, "best.pt"))
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    summary = {"best_val": best_metrics, "train_archs_per_s": seen / max(t_train, 1e-9), "steps": step,
+               "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
+                               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if master:
+        with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
+            json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
+        if not cfg.quiet:
+            print(f"done: best val accuracy of predicted networks {best:.4f}; "
+                  f"{summary['train_archs_per_s']:.1f} architectures/s; checkpoints in {cfg.out}")
     if world > 1:
         dist.destroy_process_group()
     return summary

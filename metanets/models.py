@@ -153,10 +153,18 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a trained model from a checkpoint written by ``train.py`` (eval mode, ready for ``model(batch)``)."""
+    """Rebuild a trained model from a checkpoint written by ``train.py`` (eval mode).
+
+    A metanetwork is ready for ``model(batch)``; a GHN (``--task ghn``) for ``model(ArchGraph.of(layout))``.
+    """
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if "model_config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not a weightgraph metanetwork checkpoint (no model_config/model entries)")
-    model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
+    if ckpt["model_config"].get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
+        from metanets.hyper import GHN, GHNConfig
+
+        model = GHN(GHNConfig(**ckpt["model_config"]["ghn"]))
+    else:
+        model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()

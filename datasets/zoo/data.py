@@ -26,7 +26,7 @@ from datasets.errors import ZooError
 
 __all__ = ["ArrayData", "DATA_SOURCES", "IMAGE_SUFFIXES", "list_class_folders", "load_cifar10", "load_data",
            "load_digits_data", "load_image_folder",
-           "load_mnist1d", "load_mnist_idx", "read_image"]
+           "load_mnist1d", "load_mnist_idx", "load_named_or_path", "read_image"]
 
 
 @dataclass
@@ -262,3 +262,21 @@ def load_data(source: str, path: str | os.PathLike | None = None) -> ArrayData:
     if source in ("cifar10", "cifar10-gray"):
         return load_cifar10(path, grayscale=source == "cifar10-gray")
     return load_image_folder(path)
+
+
+def load_named_or_path(source: str) -> ArrayData:
+    """A packaged source by name (``digits``, ``mnist1d``) or a folder.
+
+    A folder is read as MNIST idx files, CIFAR-10 pickles or ``ROOT/<class>/*.png``, tried in that order.
+    """
+    if source in ("digits", "mnist1d"):
+        return load_data(source)
+    root = Path(source)
+    if not root.is_dir():
+        raise ZooError(f"{source!r} is neither a packaged dataset (digits, mnist1d) nor a folder; give a folder "
+                       "of MNIST idx files, CIFAR-10 python batches or ROOT/<class>/*.png images")
+    if any(root.glob("train-images*")):
+        return load_mnist_idx(root)
+    if (root / "data_batch_1").is_file() or (root / "cifar-10-batches-py").is_dir():
+        return load_cifar10(root)
+    return load_image_folder(root)

@@ -1,0 +1,279 @@
+r"""``GHN``: a graph hypernetwork that predicts every parameter of an architecture in one forward pass.
+
+The GHN reads an :class:`~metanets.hyper.archgraph.ArchGraph` (neuron groups and parameter tensors of
+a traced :class:`graphs.Layout`, with shape encodings and long-range virtual edges) and returns a
+``{name: tensor}`` dict with the exact shape and dtype of every parameter of the target.
+
+1. **Encode** the architecture: ``layers`` rounds of typed message passing over the ArchGraph
+   (``h_v \leftarrow h_v + \mathrm{MLP}(\mathrm{LN}[h_v, \mathrm{mean}_{u \to v} \mathrm{MLP}(h_u, e_{uv})])``).
+2. **Unit embeddings**: unit ``i`` of group ``g`` has a context ``A h_g`` and a code ``B c_{g,i}``.
+3. **Decode** each tensor ``W`` with axes ``1..m`` as a rank-``R`` CP product of per-axis factors,
+   ``W[a_1, ..., a_m] = \sum_r \prod_j F_j[a_j, r]``. With ``x_j = \mathrm{LN}(\text{context}_j + t_p +
+   \text{axis}_j)`` (``t_p`` the tensor node's state), ``F_j = C c_j \odot (1 + \Phi x_j) + \mathrm{MLP}(x_j +
+   c_j)``: a linear code path (a flat singular spectrum, so the decoded tensor has full rank ``R`` from the
+   start) modulated by the architecture, plus a nonlinear path (zero at initialization). Factors of
+   permutable axes are centered over their units. Any shape decodes at the cost of ``numel x R``
+   multiply-adds, without tiling or slicing a fixed-size output.
+4. **Normalize** per role, as GHN-2's operation-dependent normalization: the weights of every output unit
+   are standardized (computed from the factors, so the tensor is written in one pass) and scaled by
+   ``g_{role} / \sqrt{\text{fan\_in}}``; biases and norm shifts by ``g_{role}``; norm scales are
+   ``1 + g_{role} W``; running statistics are ``0``/``1`` and are recomputed on data
+   (:func:`metanets.hyper.recompute_bn_stats`).
+
+**Symmetry breaking, on purpose.** Everything above is permutation-equivariant, so units of a hidden
+group with equal codes would get equal weights (a network that never breaks its symmetry). The codes
+``c_{g,i}`` break it deliberately:
+
+* ``symmetry_breaking="position"`` (default, as GHN-2's per-position decoding): ``c_{g,i}`` is a fixed
+  random-Fourier code of the index ``i`` (:func:`unit_code`). The prediction is deterministic; unit ``i``
+  of every hidden group is decoded from the same code, so wider networks reuse the codes of narrower
+  ones and add new ones.
+* ``symmetry_breaking="noise"``: hidden units get Gaussian codes drawn per forward. The map from codes
+  to weights stays exactly equivariant (permuting the codes of a group permutes the predicted weights
+  the same way; tested); the GHN is then a sampler of networks.
+
+Fixed units (inputs, outputs, kernel offsets) always get the code of their position.
+
+**What the GHN cannot see.** The ArchGraph is built from the parameters' symmetry structure, so
+parameter-free ops (activation functions, max vs. average pooling, identity) are invisible: two
+networks that differ only there get the same prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+from metanets.hyper.archgraph import GROUP_KINDS, MAX_NDIM, ROLES, ArchGraph, num_edge_types, role_index
+
+__all__ = ["GHN", "GHNConfig"]
+
+_WEIGHT_ROLES = {"linear", "conv", "embedding"}
+
+
+@dataclass
+class GHNConfig:
+    """Hyperparameters of :class:`GHN`.
+
+    Attributes:
+        hidden: Width of node states and unit embeddings.
+        layers: Message-passing rounds over the ArchGraph.
+        rank: CP rank of every decoded tensor.
+        hops: Range of the virtual edges between tensor nodes.
+        symmetry_breaking: ``"position"`` (deterministic codes of the unit index) or ``"noise"`` (Gaussian).
+    """
+
+    hidden: int = 64
+    layers: int = 4
+    rank: int = 32
+    hops: int = 4
+    symmetry_breaking: str = "position"
+
+    def __post_init__(self) -> None:
+        if self.symmetry_breaking not in ("position", "noise"):
+            raise ValueError(f"symmetry_breaking must be 'position' or 'noise', not {self.symmetry_breaking!r}")
+
+
+def unit_code(pos: torch.Tensor, freqs: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """``[n, dim]`` deterministic codes of integer positions: random Fourier features.
+
+    Frequencies are uniform in ``[0, pi]`` and fixed at construction, so codes of different integers
+    are nearly orthogonal (units ``i`` and ``j`` of a group decode to different weights) while the low
+    frequencies still relate neighbouring positions (pixels, kernel offsets).
+    """
+    return torch.cos(pos.to(freqs.dtype)[:, None] * freqs[None] + phases[None]) * math.sqrt(2.0)
+
+
+def sinusoidal(pos: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[n, dim]`` sine/cosine codes of integer positions (Transformer-style, base 10000)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=pos.device, dtype=torch.float32) / max(half, 1))
+    ang = pos.float()[:, None] * freq[None]
+    out = torch.cat([ang.sin(), ang.cos()], dim=1)
+    return nn.functional.pad(out, (0, dim - out.shape[1]))
+
+
+def _mlp(d_in: int, d: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d_out))
+
+
+class _Round(nn.Module):
+    """One typed message-passing round with a residual, pre-normalized update."""
+
+    def __init__(self, d: int, n_types: int) -> None:
+        super().__init__()
+        self.type_emb = nn.Embedding(n_types, d)
+        self.msg = _mlp(2 * d, d, d)
+        self.norm = nn.LayerNorm(2 * d)
+        self.upd = _mlp(2 * d, d, d)
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index
+        m = self.msg(torch.cat([h[src], self.type_emb(edge_type)], dim=1))  # (E, d)
+        agg = scatter(m, dst, dim=0, dim_size=h.shape[0], reduce="mean")  # (N, d)
+        return h + self.upd(self.norm(torch.cat([h, agg], dim=1)))
+
+
+class GHN(nn.Module):
+    r"""Graph hypernetwork: ``ArchGraph`` -> every parameter tensor of the architecture.
+
+    The math and the symmetry breaking are in the module docstring.
+
+    Args:
+        config: :class:`GHNConfig`.
+
+    Shapes:
+        - input: an :class:`ArchGraph` (``ArchGraph.of(layout, hops=config.hops)``); optional ``codes``
+          ``[U, hidden]`` unit codes (noise mode), e.g. from :meth:`unit_codes`.
+        - output: ``{name: Tensor}`` for every non-buffer parameter and every running statistic of the
+          layout, with the layout's shapes and dtypes. Other float buffers (constants such as masks) are
+          not predicted; :func:`metanets.hyper.full_state_dict` takes them from the module.
+    """
+
+    def __init__(self, config: GHNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or GHNConfig()
+        d = config.hidden
+        n_feat = 2 + len(GROUP_KINDS) + len(ROLES) + (MAX_NDIM + 1) + MAX_NDIM + 4
+        self.encode = _mlp(n_feat, d, d)
+        self.kind_emb = nn.Embedding(2, d)
+        self.rounds = nn.ModuleList(_Round(d, num_edge_types(config.hops)) for _ in range(config.layers))
+        self.group_proj = nn.Linear(d, d)
+        self.code_proj = nn.Linear(d, d, bias=False)
+        self.block_proj = nn.Linear(d, d, bias=False)
+        self.axis_emb = nn.Embedding(MAX_NDIM * MAX_NDIM, d)  # (ndim - 1, axis) pairs
+        self.tensor_proj = nn.Linear(d, d)
+        self.ctx_norm = nn.LayerNorm(d)
+        self.decode = _mlp(d, 2 * d, config.rank)
+        self.code_lin = nn.Linear(d, config.rank, bias=False)
+        self.film = nn.Linear(d, config.rank)
+        self.scalar_head = _mlp(d, d, 1)
+        self.log_gain = nn.Parameter(torch.zeros(len(ROLES)))
+        g = torch.Generator().manual_seed(0)  # fixed codes: part of the model, saved in its state_dict
+        self.register_buffer("code_freqs", torch.rand(d, generator=g) * math.pi)
+        self.register_buffer("code_phases", torch.rand(d, generator=g) * 2 * math.pi)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialize the output gains: weights at unit gain, shifts and scale offsets small."""
+        with torch.no_grad():
+            nn.init.orthogonal_(self.code_lin.weight)
+            nn.init.zeros_(self.decode[-1].weight)  # start from the flat-spectrum linear path
+            nn.init.zeros_(self.decode[-1].bias)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+            self.log_gain.zero_()
+            for role in ("bias", "norm_bias", "norm_weight", "other", "scale"):
+                self.log_gain[role_index(role)] = math.log(0.1)
+
+    # ------------------------------------------------------------------ codes
+    def unit_codes(self, arch: ArchGraph, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[U, hidden]`` codes of every unit: :func:`unit_code`, or Gaussian for hidden units in noise mode."""
+        d = self.config.hidden
+        codes = unit_code(arch.unit_pos, self.code_freqs, self.code_phases)
+        if self.config.symmetry_breaking == "noise":
+            movable = torch.tensor([not g.fixed for g in arch.layout.groups], dtype=torch.bool,
+                                   device=arch.unit_pos.device)[arch.unit_group]
+            noise = torch.randn(int(movable.sum()), d, generator=generator, device=codes.device, dtype=codes.dtype)
+            codes = codes.masked_scatter(movable[:, None], noise)  # unit variance, as the Fourier codes
+        return codes
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, arch: ArchGraph, codes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        dev, dt = self.log_gain.device, self.log_gain.dtype
+        arch = arch.to(dev)
+        h = self.encode(arch.node_feat.to(dt)) + self.kind_emb(arch.node_kind)  # (G + P, d)
+        for rnd in self.rounds:
+            h = rnd(h, arch.edge_index, arch.edge_type)
+        G = arch.num_groups
+        codes = (self.unit_codes(arch) if codes is None else codes).to(dev, dt)
+        # unit table: context (the group's state) and code (symmetry breaking) kept apart, so the
+        # normalized context cannot drown the code; row -1 is the zero padding
+        ctx = self.group_proj(h[:G])[arch.unit_group]  # (U, d)
+        code = self.code_proj(codes)  # (U, d)
+        units = torch.stack([ctx, code])  # (2, U, d)
+        units = torch.cat([units, units.new_zeros(2, 1, units.shape[2])], dim=1)
+        tensors = self.tensor_proj(h[G:])  # (P, d)
+        no_block = self.block_proj(sinusoidal(torch.zeros(1, dtype=torch.long, device=dev), h.shape[1]).to(dt))
+        gains = self.log_gain.exp()
+        out: dict[str, torch.Tensor] = {}
+        for p_i, p in enumerate(arch.layout.params):
+            if p.is_buffer and p.role not in ("running_mean", "running_var"):
+                continue
+            dtype = getattr(torch, p.dtype)
+            if p.role == "running_mean":
+                out[p.name] = torch.zeros(p.shape, device=dev, dtype=dtype)
+                continue
+            if p.role == "running_var":
+                out[p.name] = torch.ones(p.shape, device=dev, dtype=dtype)
+                continue
+            factors = self._factors(arch, p_i, units, tensors[p_i], no_block)
+            out[p.name] = self._assemble(p, factors, tensors[p_i], gains[role_index(p.role)]).to(dtype)
+        return out
+
+    def _factors(self, arch: ArchGraph, p_i: int, units: torch.Tensor, t: torch.Tensor, no_block: torch.Tensor
+                 ) -> list[torch.Tensor]:
+        """One ``[s_j, R]`` factor per axis of parameter ``p_i``."""
+        p = arch.layout.params[p_i]
+        m, d = len(p.shape), self.config.hidden
+        factors = []
+        for j, ax in enumerate(arch.axes[p_i]):
+            ctx, code = units[:, ax.units].sum(2) if ax.units.shape[1] else units.new_zeros(2, len(ax.units), d)
+            block = self.block_proj(sinusoidal(ax.block, d).to(t.dtype)) if ax.blocked else no_block
+            ctx = self.ctx_norm(ctx + block + t + self.axis_emb.weight[(m - 1) * MAX_NDIM + j])
+            # a linear code path (flat spectrum: the decoded tensor has full rank R) modulated by the
+            # context, plus a nonlinear path for everything else
+            f = self.code_lin(code) * (1.0 + self.film(ctx)) + self.decode(ctx + code)  # (s_j, R)
+            if ax.movable and m > 1:  # no component shared by every unit of a permutable axis
+                f = f - f.mean(0, keepdim=True)
+            factors.append(f)
+        return factors
+
+    def _assemble(self, p, factors: list[torch.Tensor], t: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """The CP product of ``factors``, normalized for its role (see the module docstring)."""
+        m = len(factors)
+        if m == 0:
+            return self.scalar_head(t).reshape(()) * gain
+        rest = factors[-1]  # Khatri-Rao product of the trailing factors: (prod s_2..s_m, R)
+        for f in reversed(factors[1:-1]):
+            rest = (f[:, None, :] * rest[None, :, :]).reshape(-1, rest.shape[1])
+        if m == 1:
+            w = factors[0].sum(1) / math.sqrt(self.config.rank)
+            return 1.0 + gain * w if p.role == "norm_weight" else w * gain
+        out_axis = p.direction[1] if p.direction else 0
+        fan_in = rest.shape[0]
+        weightlike = p.role in _WEIGHT_ROLES or p.direction is not None
+        scale = gain * (1.0 / math.sqrt(fan_in) if weightlike else 0.2)
+        if out_axis == 0 and fan_in > 1 and p.role != "norm_weight":
+            # every output unit's weights standardized (as weight normalization), computed from the factors:
+            # row o is A[o] @ rest.T, its mean A[o] . sum(rest) / n and its mean square A[o] G A[o] / n
+            a = factors[0]
+            mu = a @ rest.sum(0) / fan_in  # (out,)
+            sq = ((a @ (rest.T @ rest)) * a).sum(1) / fan_in
+            std = ((sq - mu * mu).clamp_min(0) * fan_in / (fan_in - 1) + 1e-10).sqrt()  # eps: finite gradient
+            s = scale / (std + 1e-5)
+            w = torch.addmm(-(mu * s)[:, None], a * s[:, None], rest.T)  # one pass over the tensor
+            return w.reshape(p.shape)
+        w = (factors[0] @ rest.T).reshape(p.shape) / math.sqrt(self.config.rank)
+        return self._normalize(p, w, gain)
+
+    @staticmethod
+    def _normalize(p, w: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        if p.role == "norm_weight":
+            return 1.0 + gain * w
+        if w.dim() >= 2 and w.numel() > 1:
+            out_axis = p.direction[1] if p.direction else 0
+            fan_in = max(1, w.numel() // max(1, w.shape[out_axis]))
+            scale = 1.0 / math.sqrt(fan_in) if (p.role in _WEIGHT_ROLES or p.direction) else 0.2
+            rows = w.movedim(out_axis, 0).reshape(w.shape[out_axis], -1)  # (out, fan_in)
+            if rows.shape[1] > 1:  # every output unit's weights get the same norm (as weight normalization)
+                rows = (rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + 1e-5)
+                w = rows.reshape(w.movedim(out_axis, 0).shape).movedim(0, out_axis)
+            else:
+                w = w / (w.std() + 1e-5)
+            return w * (gain * scale)
+        return w * gain
