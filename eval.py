@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import graphs  # noqa: E402
+from graphs.errors import run_cli  # noqa: E402
 from metanets import load_checkpoint  # noqa: E402
 from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
 
@@ -242,8 +243,8 @@ def evaluate_ghn(ckpt: dict, args: argparse.Namespace, device: torch.device) -> 
 
     For every architecture of each split: the predicted parameters (BatchNorm statistics recomputed on 4
     training batches) scored with no training, then fine-tuned for ``--finetune-epochs`` (Adam, lr 1e-3,
-    batch 64) and scored after every epoch; the same from PyTorch's default random initialization; and a
-    network trained from random initialization for ``--trained-epochs``. Writes ``ghn_metrics.json`` and
+    batch 64) and scored after every epoch; the same from PyTorch's default random initialization,
+    whose run continues to ``--trained-epochs`` for the "trained" column. Writes ``ghn_metrics.json`` and
     ``ghn_finetune.png`` (fine-tuning curves).
     """
     from datasets.archs import ArchsReader
@@ -274,8 +275,9 @@ def evaluate_ghn(ckpt: dict, args: argparse.Namespace, device: torch.device) -> 
                 pred = full_state_dict(net, predict_params(ghn, net, arch, bn_batches))
                 rand = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 curves_p.append(finetune(net, pred, train, test, E, seed=int(i)))
-                curves_r.append(finetune(net, rand, train, test, E, seed=int(i)))
-                trained.append(finetune(net, rand, train, test, T, seed=int(i))[-1] if T else float("nan"))
+                curve = finetune(net, rand, train, test, max(E, T), seed=int(i))  # one run: the first E epochs
+                curves_r.append(curve[:E + 1])  # are the random-init curve, epoch T the trained column
+                trained.append(curve[T])
                 params.append(reader.num_params(int(i)))
             cp, cr = np.array(curves_p), np.array(curves_r)
             table[split] = {"archs": len(cp), "params_median": float(np.median(params)),
@@ -320,8 +322,4 @@ def plot_finetune(table: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, graphs.UnsupportedNetworkError, graphs.CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -266,16 +266,26 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.save(ckpt, os.path.join(cfg.out, "best.pt"))
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # CPU: peak RSS of this process
     summary = {"best_val": best_metrics, "train_graphs_per_s": seen * world / max(t_train, 1e-9), "steps": step,
-               "peak_mem_mb": peak_mb}
+               "peak_mem_mb": peak_memory_mb(device)}
+    return finish(cfg, summary, history, master, world,
+                  f"done: best val {key} {sign * best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory: allocated CUDA memory, or this process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def finish(cfg: TrainConfig, summary: dict, history: list, master: bool, world: int, done: str) -> dict:
+    """Write ``train_summary.json`` (rank 0), print the closing line, leave the process group."""
     if master:
         with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
             json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
         if not cfg.quiet:
-            print(f"done: best val {key} {sign * best:.4f}; {summary['train_graphs_per_s']:.0f} graphs/s; "
-                  f"checkpoints in {cfg.out}")
+            print(f"{done}; checkpoints in {cfg.out}")
     if world > 1:
         dist.destroy_process_group()
     return summary
@@ -381,17 +391,9 @@ def train_ghn(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> 
         if cfg.max_steps and step >= cfg.max_steps:
             break
     summary = {"best_val": best_metrics, "train_archs_per_s": seen / max(t_train, 1e-9), "steps": step,
-               "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else
-                               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    if master:
-        with open(os.path.join(cfg.out, "train_summary.json"), "w") as f:
-            json.dump({"config": asdict(cfg), **summary, "history": history}, f, indent=2)
-        if not cfg.quiet:
-            print(f"done: best val accuracy of predicted networks {best:.4f}; "
-                  f"{summary['train_archs_per_s']:.1f} architectures/s; checkpoints in {cfg.out}")
-    if world > 1:
-        dist.destroy_process_group()
-    return summary
+               "peak_mem_mb": peak_memory_mb(device)}
+    return finish(cfg, summary, history, master, world, f"done: best val accuracy of predicted networks "
+                  f"{best:.4f}; {summary['train_archs_per_s']:.1f} architectures/s")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ before using the network in eval mode). The saved file loads with ``model.load_s
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 import time
 
 import torch
 
 import graphs
+from graphs.errors import run_cli
 
 __all__ = ["main"]
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
     from metanets.models import load_checkpoint
 
     args = parse_args(argv)
+    if not os.path.isfile(args.checkpoint):
+        raise ValueError(f"no GHN checkpoint at {args.checkpoint}; train one with train.py --task ghn")
     ghn = load_checkpoint(args.checkpoint, map_location=args.device)
     if not hasattr(ghn, "unit_codes"):
         raise ValueError(f"{args.checkpoint} is not a GHN checkpoint (train one with train.py --task ghn)")
@@ -74,8 +77,4 @@ def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, graphs.UnsupportedNetworkError, graphs.CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)
