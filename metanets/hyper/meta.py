@@ -47,7 +47,9 @@ class GHNLoss(nn.Module):
         losses, correct = [], []
         for module, arch in zip(modules, archs, strict=True):
             module.train()
-            logits = functional_forward(module, self.ghn(arch), x).float()  # (B, classes)
+            with torch.autocast(x.device.type, enabled=False):  # the GHN in float32: its normalization
+                params = self.ghn(arch)  # subtracts squared means, which bf16 would not resolve
+            logits = functional_forward(module, params, x).float()  # (B, classes); autocast if the caller's
             losses.append(nn.functional.cross_entropy(logits, y))
             correct.append((logits.argmax(1) == y).float().mean().detach())
         return torch.stack(losses).mean(), torch.stack(correct)
