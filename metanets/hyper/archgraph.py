@@ -21,7 +21,7 @@ products (channels x positions, heads x head_dim) and concatenations decode with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -60,12 +60,14 @@ class AxisIndex:
         block: ``[size]`` concatenation block of each unit (0 outside concatenations).
         movable: Some symmetry permutes this axis (it touches a non-fixed group).
         blocked: The axis is (part of) a concatenation (``block`` is not all zero).
+        span: ``(start, size)`` when the axis is one whole group: its rows are a slice of the table.
     """
 
     units: torch.Tensor
     block: torch.Tensor
     movable: bool = False
     blocked: bool = False
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +120,7 @@ class ArchGraph:
         key = ("archgraph", self.hops, str(device))
         got = self.layout._cache.get(key)
         if got is None:
-            axes = tuple(tuple(AxisIndex(a.units.to(device), a.block.to(device), a.movable, a.blocked) for a in p)
+            axes = tuple(tuple(replace(a, units=a.units.to(device), block=a.block.to(device)) for a in p)
                          for p in self.axes)
             got = ArchGraph(self.layout, self.node_feat.to(device), self.node_kind.to(device),
                             self.edge_index.to(device), self.edge_type.to(device), self.unit_group.to(device),
@@ -198,7 +200,10 @@ def _build(layout: Layout, hops: int) -> ArchGraph:
                 for u, r in enumerate(rows):
                     units[u, :len(r)] = torch.tensor(r, dtype=torch.long)
             movable = any(not groups[a].fixed and groups[a].size > 1 for a in atoms)
-            p_axes.append(AxisIndex(units, torch.tensor(blocks, dtype=torch.long), movable, any(blocks)))
+            span = None
+            if width == 1 and torch.equal(units[:, 0], torch.arange(int(units[0, 0]), int(units[0, 0]) + len(rows))):
+                span = (int(units[0, 0]), len(rows))
+            p_axes.append(AxisIndex(units, torch.tensor(blocks, dtype=torch.long), movable, any(blocks), span))
             kind = 0 if j == out_ax else 1 if j == in_ax else 2
             for a in sorted(atoms):
                 if groups[a].spatial:

@@ -112,9 +112,18 @@ class _Round(nn.Module):
         self.upd = _mlp(2 * d, d, d)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
+        # mean_{u->v} MLP([h_u, e_uv]) computed per node where it can be: the first linear layer splits
+        # into a node term and a type term, and the second commutes with the mean (virtual edges make
+        # E ~ 100 N, so this keeps the per-edge work at one add and one GELU)
         src, dst = edge_index
-        m = self.msg(torch.cat([h[src], self.type_emb(edge_type)], dim=1))  # (E, d)
-        agg = scatter(m, dst, dim=0, dim_size=h.shape[0], reduce="mean")  # (N, d)
+        lin1, act, lin2 = self.msg
+        d = h.shape[1]
+        node = h @ lin1.weight[:, :d].T  # (N, d)
+        kind = self.type_emb.weight @ lin1.weight[:, d:].T + lin1.bias  # (types, d)
+        g = act(node[src] + kind[edge_type])  # (E, d)
+        mean = scatter(g, dst, dim=0, dim_size=h.shape[0], reduce="mean")  # (N, d)
+        has_in = torch.zeros(h.shape[0], 1, dtype=h.dtype, device=h.device).index_fill_(0, dst, 1.0)
+        agg = mean @ lin2.weight.T + lin2.bias * has_in  # nodes without messages aggregate to 0
         return h + self.upd(self.norm(torch.cat([h, agg], dim=1)))
 
 
@@ -222,7 +231,12 @@ class GHN(nn.Module):
         m, d = len(p.shape), self.config.hidden
         factors = []
         for j, ax in enumerate(arch.axes[p_i]):
-            ctx, code = units[:, ax.units].sum(2) if ax.units.shape[1] else units.new_zeros(2, len(ax.units), d)
+            if ax.span is not None:  # one whole group: a slice of the unit table, no gather
+                ctx, code = units[:, ax.span[0]:ax.span[0] + ax.span[1]]
+            elif ax.units.shape[1]:
+                ctx, code = units[:, ax.units].sum(2)
+            else:
+                ctx, code = units.new_zeros(2, len(ax.units), d)
             block = self.block_proj(sinusoidal(ax.block, d).to(t.dtype)) if ax.blocked else no_block
             ctx = self.ctx_norm(ctx + block + t + self.axis_emb.weight[(m - 1) * MAX_NDIM + j])
             # a linear code path (flat spectrum: the decoded tensor has full rank R) modulated by the
