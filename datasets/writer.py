@@ -103,6 +103,7 @@ class ZooWriter:
         self._buffered_bytes = 0
         self._last_commit = time.monotonic()
         self._dirty = not append  # a new zoo is committed on close even when empty
+        self._rows_since_splits = False  # rows written since the default splits were last checked
 
     # ------------------------------------------------------------------ opening
     def _create(self) -> None:
@@ -279,6 +280,7 @@ class ZooWriter:
             f[f"models/{name}"].resize((n + m,))
             f[f"models/{name}"][n:] = values
         self._n = n + m
+        self._rows_since_splits = True
         f.attrs["num_models"] = self._n
         self._segments, self._buffered, self._buffered_bytes = [], 0, 0
 
@@ -335,6 +337,7 @@ class ZooWriter:
         self._dirty = True
 
     def _refresh_auto_splits(self) -> None:
+        self._rows_since_splits = False
         f = self._writable()
         info = f["splits"].attrs
         stale_auto = "names" in info and bool(info["auto"]) and int(info["num_models"]) != self._n
@@ -361,9 +364,11 @@ class ZooWriter:
         if self._txn is None:
             return
         try:
-            self.flush()
-            if self._dirty:
+            if self._segments:
+                self._write_segments()
+            if self._dirty or self._rows_since_splits:  # also when a periodic commit took the last rows
                 self._refresh_auto_splits()
+            if self._dirty:
                 self.commit()
         except BaseException:
             self.abort()

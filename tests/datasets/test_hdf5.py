@@ -209,6 +209,17 @@ def test_periodic_commits_publish_models_before_close(tmp_path, mlp_layout):
         w.add_rows(mlp_layout, rows_for(mlp_layout, 4, 6))
     with ZooReader(path) as r:
         assert r.num_models == 6
+        assert r.split_info()["num_models"] == 6  # a periodic commit took the last rows: close still splits
+
+
+@pytest.mark.parametrize("buffer_bytes", [1, 1 << 30])
+def test_default_splits_are_written_when_the_last_rows_were_committed_periodically(tmp_path, mlp_layout,
+                                                                                   buffer_bytes):
+    path = tmp_path / "late.h5"  # 1: every add commits; 1 << 30: rows stay buffered and close's own flush commits
+    with ZooWriter(path, commit_interval=0.0, buffer_bytes=buffer_bytes) as w:
+        w.add_rows(mlp_layout, rows_for(mlp_layout, 0, 10))
+    with ZooReader(path) as r:
+        assert sum(len(r.split(s)) for s in r.split_names) == 10
 
 
 def _append_until_killed(path: str, layout_json: str, commit_interval, ready) -> None:
