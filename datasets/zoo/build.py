@@ -4,7 +4,8 @@ Classifier zoos store one model per checkpoint epoch of every run, labelled with
 (``test_acc``, ``test_loss``, ``train_acc``, ``train_loss``, ``epoch``) and the run's hyperparameters
 (``run``, ``width``, ``lr``, ...); the default split keeps all checkpoints of a run in one split
 (``group_by="run"``). INR zoos store one SIREN per image labelled ``class``/``class_name`` with its
-fit quality (``psnr``). Each architecture is traced once (``graphs.trace``).
+fit quality (``psnr``) and ``shared_init`` (1: every SIREN started from one initialization). Each
+architecture is traced once (``graphs.trace``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: s
             labels = {"class": classes, "class_name": [images.class_names[c] for c in classes],
                       "image_index": list(range(lo, hi)), "psnr": fit.psnr.tolist(), "mse": fit.mse.tolist(),
                       "recipe": [recipe.name] * (hi - lo), "data": [images.name] * (hi - lo),
-                      "seed": [recipe.seed] * (hi - lo)}
+                      "seed": [recipe.seed] * (hi - lo), "shared_init": [int(cfg.shared_init)] * (hi - lo)}
             writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels)
     bar.close()
     return BuildResult(len(images), len(images), time.perf_counter() - start)

@@ -4,7 +4,10 @@ Each image gets its own SIREN (:class:`datasets.zoo.models.Siren`: DWSNets/NFN c
 their weights on a leading model axis turns N small networks into one batched network; the loss is
 the *sum* of the per-image MSEs, so each SIREN receives exactly its own gradient, and Adam (an
 elementwise optimizer) updates each exactly as if it were trained alone. Initial weights depend only
-on ``(seed, image index)``, never on which other images share the batch.
+on ``(seed, image index)``, never on which other images share the batch. With
+``SirenConfig.shared_init`` every SIREN starts from one initialization that depends on ``seed``
+alone (as functa-style INR datasets do), so the fitted weights differ by what each image needs, not
+by initialization noise; without it, each image has its own random start.
 
 Coordinates follow DWSNets' ``make_coordinates``: pixel ``(row r, column c)`` of an ``H x W`` image
 sits at ``(x, y) = (linspace(-1, 1, W)[c], linspace(-1, 1, H)[r])``, flattened row-major.
@@ -34,6 +37,8 @@ class SirenConfig:
         steps: Adam steps (full batch over all pixels).
         lr: Adam learning rate.
         batch_size: Images fitted together in one batched model.
+        shared_init: Start every SIREN from the same initialization (drawn from the seed alone)
+            instead of one drawn per image.
     """
 
     hidden: int = 32
@@ -43,6 +48,7 @@ class SirenConfig:
     steps: int = 300
     lr: float = 1e-3
     batch_size: int = 512
+    shared_init: bool = False
 
 
 @dataclass
@@ -119,7 +125,8 @@ def fit_sirens(images: torch.Tensor, cfg: SirenConfig, seed: int = 0, device: st
     Args:
         images: ``[N, C, H, W]`` values in ``[0, 1]``.
         cfg: Architecture and optimization settings.
-        seed: Base seed; image ``k`` is initialized from ``seed * 1_000_003 + first_index + k``.
+        seed: Base seed; image ``k`` is initialized from ``seed * 1_000_003 + first_index + k``, or
+            from ``seed * 1_000_003`` for every image when ``cfg.shared_init``.
         device: Where to train (results come back on CPU).
         first_index: Global index of ``images[0]`` (so a zoo fitted in chunks matches one fitted at once).
         progress: Called with the number of images finished after each batch.
@@ -136,8 +143,8 @@ def fit_sirens(images: torch.Tensor, cfg: SirenConfig, seed: int = 0, device: st
     mses: list[torch.Tensor] = []
     for start in range(0, n, cfg.batch_size):
         stop = min(n, start + cfg.batch_size)
-        inits = [_init_one(cfg, shapes, torch.Generator().manual_seed(seed * 1_000_003 + first_index + k))
-                 for k in range(start, stop)]
+        inits = [_init_one(cfg, shapes, torch.Generator().manual_seed(
+            seed * 1_000_003 + (0 if cfg.shared_init else first_index + k))) for k in range(start, stop)]
         params = [torch.stack([p[key] for p in inits]).to(device).requires_grad_() for key in shapes]
         target = images[start:stop].to(device).flatten(2).transpose(1, 2)  # [B, P, C]
         opt = torch.optim.Adam(params, lr=cfg.lr)

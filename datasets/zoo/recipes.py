@@ -175,6 +175,10 @@ RECIPES: dict[str, ClassifierRecipe | SirenRecipe] = {
     # thread: digits 8x8 min 52.9 / mean 56.5 dB at ~6 ms a SIREN; lfw 25x25 min 41 / mean 52 dB; scikit-image
     # photos at 32x32 min 35 / mean 40 dB at ~0.4 s a SIREN.
     "digits-siren": SirenRecipe(name="digits-siren", images="digits", siren=SirenConfig(steps=100, lr=1e-3)),
+    # The same, every SIREN from one shared initialization (functa-style), on all 1,797 digits: with
+    # independent inits the weights are dominated by init noise and no metanetwork beats chance.
+    "digits-siren-shared": SirenRecipe(name="digits-siren-shared", images="digits",
+                                       siren=SirenConfig(steps=100, lr=1e-3, shared_init=True)),
     "lfw-siren": SirenRecipe(name="lfw-siren", images="lfw", siren=SirenConfig(steps=500, lr=1e-3)),
     "skimage-siren": SirenRecipe(name="skimage-siren", images="skimage", size=(32, 32),
                                  siren=SirenConfig(steps=500, lr=1e-3)),

@@ -94,3 +94,18 @@ def test_siren_zoo_is_reproducible(tmp_path):
     with ZooReader(tmp_path / "a.h5") as a, ZooReader(tmp_path / "b.h5") as b:
         fp = a.fingerprints[0]
         assert np.array_equal(a.params(fp)[...], b.params(fp)[...])
+
+
+def test_shared_init_starts_every_siren_from_one_initialization(tmp_path, digits):
+    cfg = SirenConfig(steps=0, batch_size=3, shared_init=True)
+    start = fit_sirens(digits.images[:5], cfg, seed=4, first_index=7)  # 0 steps: the initializations
+    for value in start.params.values():
+        assert all(torch.equal(value[0], value[k]) for k in range(1, 5))
+    own = fit_sirens(digits.images[:2], replace(cfg, shared_init=False), seed=4)
+    assert not torch.equal(own.params["seq.1.weight"][0], own.params["seq.1.weight"][1])
+    fitted = fit_sirens(digits.images[:5], replace(cfg, steps=100), seed=4)
+    assert fitted.psnr.min() >= PSNR_THRESHOLD_DB  # one start fits every image as well
+    recipe = replace(get_recipe("digits-siren-shared"), n_images=4, siren=replace(cfg, steps=5))
+    build_siren_zoo(recipe, tmp_path / "inr.h5")
+    with ZooReader(tmp_path / "inr.h5") as r:
+        assert r.labels("shared_init").tolist() == [1] * 4
