@@ -156,17 +156,11 @@ def predict_files(model, args: argparse.Namespace, device: torch.device) -> list
     """Score every checkpoint under ``args.predict`` with ``model``."""
     from torch_geometric.data import Batch
 
-    from graphs.__main__ import load_factory, parse_input_shapes
+    from graphs.__main__ import build_from_factory
 
     if not args.model:
         raise ValueError("--predict needs --model module:factory (the architecture of those checkpoints)")
-    factory, module = load_factory(args.model)
-    net = factory()
-    inputs = parse_input_shapes(args.input_shape) if args.input_shape else (
-        module.example_inputs() if hasattr(module, "example_inputs") else None)
-    if inputs is None:
-        raise ValueError("pass --input-shape (e.g. 1,1,8,8) or define example_inputs() beside the factory")
-    layout = graphs.trace(net, inputs)
+    layout = graphs.trace(*build_from_factory(args.model, args.input_shape))
     root = args.predict
     files = [root] if os.path.isfile(root) else sorted(
         os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))

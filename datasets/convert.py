@@ -15,7 +15,6 @@ checkpoint's state_dict, so that it can size the model (e.g. the width of ``conv
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import multiprocessing
 import os
@@ -159,20 +158,15 @@ class _Architectures:
 
 
 def load_factory(spec: str) -> Callable:
-    """Import ``module:function`` (the current directory is importable)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ZooError(f"--model must look like module:factory (e.g. mypkg.models:make_cnn), got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """Import ``module:function`` or ``file.py:function`` (the current directory is importable)."""
+    from graphs.__main__ import load_factory as import_factory
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ZooError(f"cannot import {module_name!r} for --model ({exc}); run from the folder that holds it "
-                       "or install it") from exc
-    factory = getattr(module, attr, None)
+        factory, _ = import_factory(spec)
+    except ValueError as exc:
+        raise ZooError(f"--model: {exc}") from exc
     if not callable(factory):
-        raise ZooError(f"{module_name} has no callable {attr!r} for --model")
+        raise ZooError(f"{spec.rsplit(':', 1)[0]} has no callable {spec.rsplit(':', 1)[1]!r} for --model")
     return factory
 
 

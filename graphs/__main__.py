@@ -8,12 +8,14 @@ for which ``--model`` names the architecture.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 
 import torch
 
-__all__ = ["main", "load_factory", "parse_input_shapes"]
+__all__ = ["build_from_factory", "load_factory", "main", "parse_input_shapes"]
 
 
 def load_factory(spec: str):
@@ -22,8 +24,6 @@ def load_factory(spec: str):
         raise ValueError(f"expected module:factory, got {spec!r} (e.g. mypkg.models:resnet18 or nets.py:MLP)")
     mod_name, attr = spec.rsplit(":", 1)
     if mod_name.endswith(".py"):
-        import importlib.util
-
         path = os.path.abspath(mod_name)
         if not os.path.isfile(path):
             raise ValueError(f"no such file: {mod_name}")
@@ -31,14 +31,32 @@ def load_factory(spec: str):
         module = importlib.util.module_from_spec(spec_)
         spec_.loader.exec_module(module)
     else:
-        sys.path.insert(0, os.getcwd())
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(mod_name)
         except ImportError as exc:
-            raise ValueError(f"cannot import {mod_name!r}: {exc}") from exc
+            raise ValueError(f"cannot import {mod_name!r}: {exc}; run from the folder that holds it, install it, "
+                             "or give a file path (nets.py:make_net)") from exc
     if not hasattr(module, attr):
-        raise ValueError(f"{mod_name} has no attribute {attr!r}")
+        raise ValueError(f"{mod_name} has no attribute {attr!r}, so no callable {attr!r} builds the network")
     return getattr(module, attr), module
+
+
+def build_from_factory(spec: str, input_shapes: list[str] | None) -> tuple[torch.nn.Module, tuple]:
+    """The network ``module:factory`` builds, and example inputs to trace it with.
+
+    The inputs come from ``input_shapes`` (``--input-shape`` values) or else from ``example_inputs()``
+    defined beside the factory; neither is a ValueError that says how to give them.
+    """
+    factory, module = load_factory(spec)
+    model = factory()
+    if input_shapes:
+        return model, parse_input_shapes(input_shapes)
+    if hasattr(module, "example_inputs"):
+        return model, module.example_inputs()
+    raise ValueError("no example inputs: pass --input-shape 1,3,32,32 (repeat for several inputs; "
+                     "long:1,16 for token ids) or define example_inputs() beside the factory")
 
 
 def parse_input_shapes(specs: list[str]) -> tuple[torch.Tensor, ...]:
@@ -67,15 +85,7 @@ def _layout_for(args):
         n = sum(v.numel() for v in sd.values())
         raise ValueError(f"{target}: {len(sd)} tensors, {n:,} values; symmetries need the architecture: "
                          "pass --model module:factory (and --input-shape if the module has no example_inputs())")
-    factory, module = load_factory(factory_spec)
-    model = factory()
-    if args.input_shape:
-        inputs = parse_input_shapes(args.input_shape)
-    elif hasattr(module, "example_inputs"):
-        inputs = module.example_inputs()
-    else:
-        raise ValueError("no example inputs: pass --input-shape 1,3,32,32 (repeat for several inputs; "
-                         "long:1,16 for token ids) or define example_inputs() beside the factory")
+    model, inputs = build_from_factory(factory_spec, args.input_shape)
     layout = graphs.trace(model, inputs)
     sd = graphs.load_checkpoint(target) if os.path.isfile(target) else None
     return layout, sd

@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Predict, save and return the state_dict."""
-    from graphs.__main__ import load_factory, parse_input_shapes
+    from graphs.__main__ import build_from_factory
     from metanets.hyper import ArchGraph, full_state_dict, recompute_bn_stats
     from metanets.models import load_checkpoint
 
@@ -49,13 +49,9 @@ def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
     ghn = load_checkpoint(args.checkpoint, map_location=args.device)
     if not hasattr(ghn, "unit_codes"):
         raise ValueError(f"{args.checkpoint} is not a GHN checkpoint (train one with train.py --task ghn)")
-    factory, module = load_factory(args.model)
-    net = factory().to(args.device)
-    inputs = parse_input_shapes(args.input_shape) if args.input_shape else (
-        module.example_inputs() if hasattr(module, "example_inputs") else None)
-    if inputs is None:
-        raise ValueError("pass --input-shape (e.g. 1,3,32,32) or define example_inputs() beside the factory")
+    net, inputs = build_from_factory(args.model, args.input_shape)
     layout = graphs.trace(net, inputs)
+    net = net.to(args.device)
     arch = ArchGraph.of(layout, ghn.config.hops)
     t0 = time.perf_counter()
     with torch.no_grad():

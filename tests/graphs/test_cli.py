@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from graphs.__main__ import main
@@ -29,3 +30,15 @@ def test_inspect_bad_input_is_one_clear_line(tmp_path, capsys):
     assert "--input-shape" in capsys.readouterr().err
     assert main(["inspect", f"{tmp_path / 'nets.py'}:nope", "--input-shape", "1,2"]) == 2
     assert "has no attribute 'nope'" in capsys.readouterr().err
+
+
+def test_load_factory_imports_modules_and_files(tmp_path):
+    from graphs.__main__ import build_from_factory, load_factory
+
+    factory, _ = load_factory("tests.graphs.catalogue_nets:TinyResNet")  # an importable module path
+    assert callable(factory)
+    (tmp_path / "nets.py").write_text("import torch\ndef make():\n    return torch.nn.Linear(3, 2)\n")
+    net, inputs = build_from_factory(f"{tmp_path / 'nets.py'}:make", ["2,3"])
+    assert net(*inputs).shape == (2, 2)
+    with pytest.raises(ValueError, match="--input-shape"):
+        build_from_factory(f"{tmp_path / 'nets.py'}:make", None)
