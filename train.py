@@ -28,6 +28,7 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import graphs  # noqa: E402
+from graphs.errors import run_cli  # noqa: E402
 from datasets import ZooDataset  # noqa: E402
 from datasets.loader import make_loader, set_epoch  # noqa: E402
 from datasets.transforms import RandomSymmetry  # noqa: E402
@@ -397,4 +398,4 @@ def train_ghn(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> 
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # user errors (missing files, bad labels) print one line, exit code 2

@@ -58,19 +58,29 @@ def _find_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Save a state_dict as ``.safetensors`` (tied tensors are stored once per key) or ``.pt``."""
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import save_file
+    """Save a state_dict as ``.safetensors`` (tied tensors are stored once per key) or ``.pt``.
 
-        # safetensors refuses tensors sharing memory (tied weights): store each key's own copy
-        seen: set[int] = set()
-        out = {}
-        for k, v in state_dict.items():
-            v = v.detach().cpu().contiguous()
-            ptr = v.untyped_storage().data_ptr() if v.numel() else -1
-            out[k] = v.clone() if ptr in seen else v
-            seen.add(ptr)
-        save_file(out, path)
-    else:
-        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
+    The file is written beside ``path`` and renamed into place, so an interrupted save never leaves a
+    truncated file where an earlier one was.
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import save_file
+
+            # safetensors refuses tensors sharing memory (tied weights): store each key's own copy
+            seen: set[int] = set()
+            out = {}
+            for k, v in state_dict.items():
+                v = v.detach().cpu().contiguous()
+                ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+                out[k] = v.clone() if ptr in seen else v
+                seen.add(ptr)
+            save_file(out, tmp)
+        else:
+            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -116,3 +116,21 @@ def test_tied_weights_save_to_safetensors(tmp_path):
     graphs.save_checkpoint(sd, tmp_path / "tied.safetensors")
     back = graphs.load_checkpoint(tmp_path / "tied.safetensors")
     assert set(back) == set(sd) and torch.equal(back["head.weight"], sd["emb.weight"])
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    path = tmp_path / "m.safetensors"
+    graphs.save_checkpoint({"w": torch.ones(3)}, path)
+
+    def fail(tensors, filename):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fail)
+    with pytest.raises(KeyboardInterrupt):
+        graphs.save_checkpoint({"w": torch.zeros(3)}, path)
+    assert torch.equal(graphs.load_checkpoint(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left behind
