@@ -28,11 +28,11 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import graphs  # noqa: E402
-from graphs.errors import run_cli  # noqa: E402
 from datasets import ZooDataset  # noqa: E402
 from datasets.loader import make_loader, set_epoch  # noqa: E402
 from datasets.transforms import RandomSymmetry  # noqa: E402
 from graphs.batch import batch_to_rows  # noqa: E402
+from graphs.errors import run_cli  # noqa: E402
 from metanets import ModelConfig, build_model  # noqa: E402
 from metanets.inr import SirenRenderer, edit_image  # noqa: E402
 from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
