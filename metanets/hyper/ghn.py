@@ -259,7 +259,7 @@ class GHN(nn.Module):
             w = factors[0].sum(1) / math.sqrt(self.config.rank)
             return 1.0 + gain * w if p.role == "norm_weight" else w * gain
         out_axis = p.direction[1] if p.direction else 0
-        fan_in = rest.shape[0]
+        fan_in = p.numel // p.shape[out_axis]
         weightlike = p.role in _WEIGHT_ROLES or p.direction is not None
         scale = gain * (1.0 / math.sqrt(fan_in) if weightlike else 0.2)
         if out_axis == 0 and fan_in > 1 and p.role != "norm_weight":
@@ -272,22 +272,16 @@ class GHN(nn.Module):
             s = scale / (std + 1e-5)
             w = torch.addmm(-(mu * s)[:, None], a * s[:, None], rest.T)  # one pass over the tensor
             return w.reshape(p.shape)
+        # the rest (output axis not first, one input per unit, norm scales): the same on the full tensor
         w = (factors[0] @ rest.T).reshape(p.shape) / math.sqrt(self.config.rank)
-        return self._normalize(p, w, gain)
-
-    @staticmethod
-    def _normalize(p, w: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         if p.role == "norm_weight":
             return 1.0 + gain * w
-        if w.dim() >= 2 and w.numel() > 1:
-            out_axis = p.direction[1] if p.direction else 0
-            fan_in = max(1, w.numel() // max(1, w.shape[out_axis]))
-            scale = 1.0 / math.sqrt(fan_in) if (p.role in _WEIGHT_ROLES or p.direction) else 0.2
-            rows = w.movedim(out_axis, 0).reshape(w.shape[out_axis], -1)  # (out, fan_in)
-            if rows.shape[1] > 1:  # every output unit's weights get the same norm (as weight normalization)
-                rows = (rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + 1e-5)
-                w = rows.reshape(w.movedim(out_axis, 0).shape).movedim(0, out_axis)
-            else:
-                w = w / (w.std() + 1e-5)
-            return w * (gain * scale)
-        return w * gain
+        if w.numel() == 1:
+            return w * gain
+        rows = w.movedim(out_axis, 0).reshape(w.shape[out_axis], -1)  # (out, fan_in)
+        if fan_in > 1:
+            rows = (rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + 1e-5)
+            w = rows.reshape(w.movedim(out_axis, 0).shape).movedim(0, out_axis)
+        else:
+            w = w / (w.std() + 1e-5)
+        return w * scale
