@@ -61,8 +61,9 @@ def run_split(model, data: str, split: str, target: str, batch_size: int, device
     ds = ZooDataset(data, split, labels=[target])
     preds, trues = [], []
     for batch in make_loader(ds, batch_size):
-        preds.append(model(batch.to(device)).float().cpu().numpy())
-        trues.append(batch.y.float().numpy())
+        batch = batch.to(device)  # PyG moves the batch in place: every tensor of it is on `device` now
+        preds.append(model(batch).float().cpu().numpy())
+        trues.append(batch.y.float().cpu().numpy())
     return np.concatenate(preds), np.concatenate(trues)
 
 

@@ -23,6 +23,7 @@ def test_digits_split_is_fixed_stratified_and_scaled():
 
 
 def test_mnist1d_generates_offline_and_leaves_numpy_rng_alone():
+    pytest.importorskip("mnist1d")  # the optional data extra; installed by make setup
     state = np.random.get_state()[1].copy()
     d = load_mnist1d()
     assert np.array_equal(np.random.get_state()[1], state)

@@ -202,6 +202,7 @@ def test_ghn_task_errors(archs_file, tmp_path):
 
     with pytest.raises(SystemExit):  # argparse: --archs is required
         train_script.main(["--task", "ghn", "--out", str(tmp_path)])
+    pytest.importorskip("mnist1d")  # the optional data extra; installed by make setup
     with pytest.raises(SystemExit, match="inputs"):  # architectures for 8x8 images, data of length 40
         train_script.main(["--task", "ghn", "--archs", archs_file, "--dataset", "mnist1d", "--out", str(tmp_path),
                            "--quiet", "--max-steps", "1"])
