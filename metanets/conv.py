@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from metanets.scatter import gather_sum, scatter_aggregate
+
 __all__ = ["EdgeNodeConv", "EdgeUpdate", "mlp"]
 
 
@@ -46,10 +48,15 @@ class EdgeUpdate(nn.Module):
         self.post = nn.Sequential(*post)
 
     def forward(self, e: torch.Tensor, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        src, dst = edge_index
-        nodes = self.lin_src(h).index_select(0, src) + self.lin_dst(h).index_select(0, dst)  # (E, d)
-        pre = torch.addmm(nodes + self.lin_e.bias, e, self.lin_e.weight.t())  # W_e e + node terms, fused
-        return e + self.post(pre)
+        w = self.lin_e.weight
+        if torch.is_autocast_enabled(e.device.type) or not e.dtype == h.dtype == w.dtype:
+            src, dst = edge_index  # mixed precision: addmm casts, as it always did
+            nodes = self.lin_src(h).index_select(0, src) + self.lin_dst(h).index_select(0, dst)  # (E, d)
+            return e + self.post(torch.addmm(nodes + self.lin_e.bias, e, w.t()))
+        # Same sum, fewer passes over the edges: the bias rides on the per-node term, one gather writes
+        # W_s h_u + W_t h_v + b_e, W_e e is added in place, and so is the residual.
+        pre = gather_sum([self.lin_src(h) + self.lin_e.bias, self.lin_dst(h)], edge_index).addmm_(e, w.t())
+        return self.post(pre).add_(e)
 
 
 class EdgeNodeConv(MessagePassing):
@@ -97,9 +104,9 @@ class EdgeNodeConv(MessagePassing):
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = h.shape[0]
         e = self.edge_net(e, h, edge_index)  # (E, hidden)
-        incoming = self.propagate(edge_index, e=e, size=(n, n))  # (N, R * hidden) at targets
-        outgoing = self.propagate(edge_index.flip(0), e=e, size=(n, n))  # (N, R * hidden) at sources
-        h = h + self.node_mlp(torch.cat([h, incoming, outgoing], dim=-1))
+        # R x (N, hidden) each: incoming edges at targets, outgoing edges at sources (same as PyG's propagate)
+        incoming, outgoing = scatter_aggregate(e, edge_index.flip(0), n, self.reductions)
+        h = h + self.node_mlp(torch.cat([h, *incoming, *outgoing], dim=-1))
         return h, e
 
     def message(self, e: torch.Tensor) -> torch.Tensor:
