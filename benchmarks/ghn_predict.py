@@ -36,12 +36,14 @@ class Logits(torch.nn.Module):
         return self.model(pixel_values=x).logits
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, sync=lambda: None) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -50,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the published GHN-2 figure is CPU)")
     ap.add_argument("--checkpoint", help="a trained GHN (default: an untrained GHN of the default config)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/ghn_predict.md"))
     args = ap.parse_args()
@@ -72,6 +75,9 @@ def main() -> None:
     t0 = time.perf_counter()
     arch = ArchGraph.of(layout, ghn.config.hops)
     t_arch = time.perf_counter() - t0
+    device = torch.device(args.device)
+    ghn, arch, net = ghn.to(device), arch.to(device), net.to(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     def predict():
         with torch.no_grad():
@@ -83,13 +89,14 @@ def main() -> None:
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
 
-    t_pred = timed(predict, args.repeats)
-    t_init = timed(init, args.repeats)
+    t_pred = timed(predict, args.repeats, sync)
+    t_init = timed(init, args.repeats, sync)
     got = predict()
     assert all(got[p.name].shape == p.shape for p in layout.params if p.name in got)
     load = os.getloadavg()[0]
-    lines = [f"# GHN prediction time, ResNet-50 ({n:,} parameters; torch {torch.__version__}, CPU, "
-             f"{args.threads} threads, load average {load:.1f})", "",
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"CPU, {args.threads} threads, load average {load:.1f}")
+    lines = [f"# GHN prediction time, ResNet-50 ({n:,} parameters; torch {torch.__version__}, {where})", "",
              f"GHN config: {ghn.config}", "",
              "| step | seconds |", "|---|---:|",
              f"| trace (once per architecture) | {t_trace:.3f} |",
