@@ -36,6 +36,7 @@ from graphs.errors import run_cli  # noqa: E402
 from metanets import ModelConfig, build_model  # noqa: E402
 from metanets.inr import SirenRenderer, edit_image  # noqa: E402
 from metanets.metrics import classification_metrics, regression_metrics  # noqa: E402
+from metanets.models import GRAPH_MODELS  # noqa: E402
 
 
 @dataclass
@@ -56,9 +57,13 @@ class TrainConfig:
     hidden: int = 64
     layers: int = 4
     layer_ids: bool = True  # embed parameter (layer) identity; off for mixed-architecture zoos
+    aggr: str = ""  # gmn layer: aggregations, e.g. mean,max (default: GMNConfig's)
+    edge_depth: int = 0  # gmn layer: edge-update depth, 1 or 2 (0: GMNConfig's default)
+    readout_stats: bool = False  # graph predictors: add StatNN's per-tensor statistics to the readout
     augment: bool = False  # random neuron-permutation augmentation of training graphs
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dist_backend: str = "auto"  # under torchrun: auto (NCCL on CUDA, Gloo on CPU) | nccl | gloo
     amp: bool = True  # bf16 autocast on CUDA
     workers: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -88,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     cfg = TrainConfig(**vars(p.parse_args(argv)))
     if cfg.task not in ("predict", "classify", "edit", "ghn"):
         p.error(f"--task {cfg.task}: choose predict, classify, edit or ghn")
+    if cfg.dist_backend not in ("auto", "nccl", "gloo"):
+        p.error(f"--dist-backend {cfg.dist_backend}: choose auto, nccl or gloo")
     if cfg.task == "ghn":
         if not cfg.archs:
             p.error("--task ghn needs --archs ARCHS.h5 (make one with: python -m datasets archs N ARCHS.h5)")
@@ -101,14 +108,20 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def setup_device(cfg: TrainConfig) -> tuple[torch.device, int, int]:
-    """Pick the device; under torchrun, join the process group (NCCL on CUDA, Gloo on CPU)."""
+    """Pick the device; under torchrun, join the process group (NCCL on CUDA, Gloo on CPU by default).
+
+    Ranks are spread over the visible GPUs (local rank modulo their count); several ranks on one GPU
+    need ``--dist-backend gloo``, since NCCL refuses two ranks on one device.
+    """
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     cuda = torch.cuda.is_available() and cfg.device != "cpu"
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", 0))
         if cuda:
+            local %= torch.cuda.device_count()
             torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        backend = cfg.dist_backend if cfg.dist_backend != "auto" else ("nccl" if cuda else "gloo")
+        dist.init_process_group(backend)
         return torch.device(f"cuda:{local}" if cuda else "cpu"), rank, world
     if cfg.device == "auto":
         return torch.device("cuda" if cuda else "cpu"), rank, world
@@ -187,6 +200,12 @@ def main(argv: list[str] | None = None) -> dict:
                        layout_json=layouts[0].to_json() if single else None)
     mcfg.gmn.hidden, mcfg.gmn.layers, mcfg.gmn.width = cfg.hidden, cfg.layers, width
     mcfg.gmn.max_layers = len(layouts[0].params) if (single and cfg.layer_ids) else 0
+    mcfg.gmn.aggr = cfg.aggr or mcfg.gmn.aggr
+    mcfg.gmn.edge_depth = cfg.edge_depth or mcfg.gmn.edge_depth
+    if cfg.readout_stats and not (single and cfg.model in GRAPH_MODELS and cfg.task != "edit"):
+        raise SystemExit("error: --readout-stats needs a graph model (gmn, pna, transformer), a predict or classify "
+                         "task and a zoo of one architecture (per-tensor statistics are per layout)")
+    mcfg.gmn.readout_stats = cfg.readout_stats
     mcfg.baseline.setdefault("hidden", cfg.hidden)
     model = build_model(mcfg)
     stats_batches = (b for i, b in zip(range(50), make_loader(train_ds, 64), strict=False))

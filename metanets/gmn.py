@@ -31,6 +31,8 @@ class GMNConfig:
         aggr: Aggregations of the ``gmn`` layer (comma-separated, concatenated).
         heads: Attention heads of the ``transformer`` layer.
         edge_depth: Layers of the ``gmn`` edge update (1: GatedGCN-style, 2: two-layer MLP).
+        readout_stats: Predictors only, zoos of one architecture: concatenate StatNN's per-tensor weight
+            statistics (invariant) to the pooled graph features before the head.
     """
 
     layer: str = "gmn"
@@ -41,6 +43,7 @@ class GMNConfig:
     aggr: str = "mean,max"
     heads: int = 4
     edge_depth: int = 2
+    readout_stats: bool = False
 
 
 class GMNBackbone(nn.Module):

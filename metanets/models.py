@@ -66,6 +66,10 @@ class ModelConfig:
 class Predictor(nn.Module):
     r"""Graph metanetwork with an invariant readout: :math:`y = \rho(\mathrm{pool}(\mathrm{GMN}(G)))`.
 
+    With ``cfg.gmn.readout_stats`` (zoos of one architecture), the head reads
+    :math:`[\mathrm{pool}(\mathrm{GMN}(G)),\ \mathrm{LN}(W s(G))]` where :math:`s` are StatNN's
+    per-tensor statistics of the normalized weights (also invariant).
+
     Shapes:
         input: batch of ParamGraphs; output: ``[num_graphs, out_dim]``.
     """
@@ -75,12 +79,23 @@ class Predictor(nn.Module):
         self.normalizer = Normalizer(cfg.num_norm_keys, cfg.normalize_by)
         self.backbone = GMNBackbone(cfg.gmn)
         self.pool = GraphPool()
-        self.head = head(4 * cfg.gmn.hidden, cfg.out_dim, cfg.gmn.hidden)
+        d = cfg.gmn.hidden
+        self.stats = None
+        if cfg.gmn.readout_stats:
+            from metanets.baselines.common import layout_of
+            from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
+
+            self.layout, self.stat_features = layout_of(cfg), statnn_features
+            self.stats = nn.Sequential(nn.Linear(len(STATISTICS) * len(summarized(self.layout)), d), nn.LayerNorm(d))
+        self.head = head((5 if self.stats is not None else 4) * d, cfg.out_dim, d)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         batch = self.normalizer(batch)
         h, e = self.backbone(batch)
-        return self.head(self.pool(h, e, batch.batch, batch.batch[batch.edge_index[0]], batch.num_graphs))
+        pooled = self.pool(h, e, batch.batch, batch.batch[batch.edge_index[0]], batch.num_graphs)
+        if self.stats is not None:
+            pooled = torch.cat([pooled, self.stats(self.stat_features(batch, self.layout))], dim=-1)
+        return self.head(pooled)
 
 
 class Editor(nn.Module):

@@ -47,7 +47,7 @@ def tensor_statistics(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t.mean(1, keepdim=True), t.var(1, unbiased=False, keepdim=True), quant], dim=1)
 
 
-def _summarized(layout: Layout) -> list:
+def summarized(layout: Layout) -> list:
     """The parameters that get statistics (every non-empty float tensor)."""
     return [p for p in layout.params if p.numel > 0]
 
@@ -65,7 +65,7 @@ def statnn_features(batch: Batch, layout: Layout) -> torch.Tensor:
 
 def statnn_feature_names(layout: Layout) -> list[str]:
     """Names of the columns of :func:`statnn_features`, e.g. ``"0.weight:q50"``."""
-    return [f"{p.name}:{s}" for p in _summarized(layout) for s in STATISTICS]
+    return [f"{p.name}:{s}" for p in summarized(layout) for s in STATISTICS]
 
 
 @dataclass
@@ -102,7 +102,7 @@ class StatNN(nn.Module):
         self.cfg = parse_options(StatNNConfig, cfg)
         self.layout = layout_of(cfg)
         self.normalizer = Normalizer(cfg.num_norm_keys, cfg.normalize_by)
-        d, h = len(STATISTICS) * len(_summarized(self.layout)), self.cfg.hidden
+        d, h = len(STATISTICS) * len(summarized(self.layout)), self.cfg.hidden
         layers: list[nn.Module] = []
         for i in range(self.cfg.layers):
             layers += [nn.Linear(d if i == 0 else h, h), nn.SiLU(), nn.Dropout(self.cfg.dropout)]

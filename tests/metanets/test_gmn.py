@@ -40,6 +40,19 @@ def test_predictor_is_invariant_and_sensitive(name, arch):
     assert_model_invariant(make(name, "predict", layout), layout, vecs)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
+def test_predictor_with_statistics_readout_is_invariant_and_sensitive(arch):
+    layout, vecs = zoo(arch)
+    width = graphs.compile_layout(layout).width
+    cfg = ModelConfig(name="gmn", out_dim=2, num_norm_keys=len(layout.params), normalize_by="param",
+                      layout_json=layout.to_json())
+    cfg.gmn.hidden, cfg.gmn.layers, cfg.gmn.width, cfg.gmn.readout_stats = 16, 2, width, True
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert model.model.stats is not None
+    assert_model_invariant(model, layout, vecs)
+
+
 @pytest.mark.parametrize("arch", ["mlp", "resnet"])
 @pytest.mark.parametrize("name", ["gmn", "pna", "transformer"])
 def test_editor_is_equivariant_and_sensitive(name, arch):
