@@ -8,6 +8,7 @@ import torch
 
 import eval as eval_script
 import graphs
+import metanets
 import train as train_script
 from datasets.zoo.build import build_zoo
 from datasets.zoo.models import Siren
@@ -78,6 +79,15 @@ def test_edit_inrs_writes_loadable_checkpoints(inr_zoo, tmp_path):
     siren.load_state_dict(graphs.load_checkpoint(os.path.join(out, "edited", files[0])))
 
 
+def test_gmn_options_reach_the_checkpoint(cnn_zoo, tmp_path):
+    out, _ = _train(tmp_path, "--data", cnn_zoo, "--epochs", "1", "--aggr", "mean,min", "--edge-depth", "1",
+                    "--readout-stats")
+    model = metanets.load_checkpoint(os.path.join(out, "best.pt"))
+    conv = model.model.backbone.convs[0]
+    assert conv.reductions == ("mean", "min") and len(conv.edge_net.post) == 2  # LayerNorm, SiLU: depth 1
+    assert model.model.stats is not None and eval_script.main([os.path.join(out, "best.pt"), "--no-plot"])["rmse"] > 0
+
+
 def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_script.main(["--task", "predict"])  # no --data
@@ -85,6 +95,11 @@ def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys)
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--task", "regress"])
     assert "choose predict, classify, edit or ghn" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_script.main(["--data", cnn_zoo, "--dist-backend", "mpi"])
+    assert "choose auto, nccl or gloo" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--readout-stats needs a graph model"):
+        train_script.main(["--data", cnn_zoo, "--model", "statnn", "--readout-stats", "--out", str(tmp_path / "r")])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="is not a readable checkpoint"):
         eval_script.main([str(tmp_path / "junk.pt")])
