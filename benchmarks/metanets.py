@@ -1,31 +1,48 @@
-"""Benchmark: every metanetwork on the same zoos and splits, 3 seeds, one results table.
+"""Benchmark: every metanetwork on the same zoos and splits, a small tuning grid, 3 seeds, one results table.
 
 Tasks (zoos are built once into --work if missing; nothing is downloaded):
-  predict  : test accuracy of small digits CNNs (recipe digits-cnn-demo, --n-runs runs) -> Kendall tau, R^2
-  classify : digit class of SIRENs fitted to all 1,797 digits images from one shared
-             initialization (recipe digits-siren-shared)                    -> accuracy
-  edit     : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
-Every model of a task gets the same epochs, batch size, learning rate and width; each run keeps
-the checkpoint that is best on the validation split, and the table reports the test split. Training throughput is
-graphs/s over the training epochs; peak memory is the training process's peak RSS (CPU; it
-includes the ~400 MB of torch itself) or torch.cuda.max_memory_allocated (CUDA).
+  predict        : test accuracy of small digits CNNs of one architecture (recipe digits-cnn-demo,
+                   --n-runs runs)                                                  -> Kendall tau, R^2
+  predict-mixed  : the same across 6 architectures in one zoo (recipe digits-cnn-small: widths 4/8/16,
+                   2-3 conv layers); layout-bound models (nfn, statnn, mlp) do not apply
+  classify       : digit class of SIRENs fitted to all 1,797 digits images from one shared
+                   initialization (recipe digits-siren-shared)                    -> accuracy
+  edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
+Protocol: every model of a task gets the same epochs, batch size, width and grid of learning rates x
+weight decays (--lrs, --weight-decays); every run keeps its best-on-validation checkpoint; per model, the
+grid point with the best mean *validation* score (RMSE for predict, accuracy for classify, MSE for edit)
+is selected, and the table reports that point's *test* metrics, mean ± std over its seeds. Training
+throughput is graphs/s over the training epochs (only comparable between runs made one at a time: see
+benchmarks/train_step.py for throughput); peak memory is the run's peak RSS (CPU; it includes the
+~400 MB of torch itself) or torch.cuda.max_memory_allocated (CUDA).
 
-Usage: python benchmarks/metanets.py [--seeds 3] [--epochs 30 | --epochs classify=10,edit=5] [--tasks ...]
-Results: benchmarks/results/metanets.md (and .json; written after every model, so an interrupted
-benchmark keeps what it finished). The published tables:
-  python benchmarks/metanets.py --tasks predict --epochs 20 --threads 1 --out benchmarks/results/metanets_predict
-  python benchmarks/metanets.py --tasks classify,edit --epochs classify=10,edit=5 --threads 1 \
-      --out benchmarks/results/metanets_inr
+Usage: python benchmarks/metanets.py [--tasks predict,predict-mixed] [--epochs 30 | --epochs classify=10,edit=5]
+       [--lrs 1e-3,3e-3] [--weight-decays 1e-4,1e-2] [--seeds 3] [--jobs 1] [--device auto]
+Results: OUT.md and OUT.json (every run; written after each, so an interrupted benchmark keeps what it
+finished; --report-only rewrites the table from OUT.json). The published tables:
+  python benchmarks/metanets.py --tasks predict,predict-mixed --epochs 30 --jobs 16 --threads 1 \
+      --out benchmarks/results/metanets_predict  # one H100, 16 runs at a time: ~150-350 s a run
+  python benchmarks/metanets.py --tasks predict --n-runs 3000 --epochs 20 --models gmn --lrs 1e-3 \
+      --weight-decays 1e-4 --threads 1 --device cpu --out benchmarks/results/metanets_predict_3000
+      # one call per model at the point chosen on the 600-run zoo (statnn, nfn: 3e-3 / 1e-2; pna 1e-3 / 1e-2;
+      # mlp, deepsets: 3e-3 / 1e-4); ~6 min a GMN run on one CPU thread
+
+  python benchmarks/metanets.py --tasks classify --epochs 10 --lrs 1e-3 --weight-decays 1e-4 --threads 1 \
+      --out benchmarks/results/metanets_inr   # and --tasks edit --epochs 5 --lrs 3e-3 (the INR table ran
+                                             # as one call of the runner's earlier version)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -36,18 +53,23 @@ sys.path.insert(0, ROOT)
 from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 
-MODELS = {"predict": ["gmn", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
+MODELS = {"predict": ["gmn", "gmn-stats", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
+          "predict-mixed": ["gmn", "pna", "transformer", "deepsets"],
           "classify": ["gmn", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
           "edit": ["gmn", "pna", "transformer", "nfn"]}
-METRICS = {"predict": ("kendall_tau", "r2"), "classify": ("accuracy",), "edit": ("mse", "mse_identity")}
+METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
+           "edit": ("mse", "mse_identity")}
+SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("accuracy", 1), "edit": ("mse", -1)}
+VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"]}  # a table row that is a flag on a model
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
     """Path of the task's zoo, built on first use."""
-    if task == "predict":
-        path = os.path.join(work, f"digits-cnn-demo-{n_runs}.h5")
+    if task.startswith("predict"):
+        recipe = "digits-cnn-demo" if task == "predict" else "digits-cnn-small"
+        path = os.path.join(work, f"{recipe}-{n_runs}.h5")
         if not os.path.exists(path):
-            build_zoo(get_recipe("digits-cnn-demo", n_runs=n_runs), path, progress=True)
+            build_zoo(get_recipe(recipe, n_runs=n_runs), path, progress=True)
     else:
         path = os.path.join(work, f"digits-siren-shared-{n_images or 'all'}.h5")
         if not os.path.exists(path):
@@ -65,22 +87,27 @@ def task_epochs(epochs: str, task: str) -> int:
     return int(per_task[task])
 
 
-def run(task: str, model: str, data: str, seed: int, args: argparse.Namespace) -> dict:
-    """One training run: test-split metrics of its best-on-validation checkpoint (and that checkpoint's
-    validation metrics, as ``val_*``), throughput and memory."""
-    import eval as eval_script
-
-    out = os.path.join(args.work, "runs", f"{task}-{model}-{seed}")
+def run(task: str, model: str, data: str, lr: float, wd: float, seed: int, args: argparse.Namespace) -> dict:
+    """One training run: test-split metrics of its best-on-validation checkpoint, that checkpoint's
+    validation metrics (``val_*``), throughput and memory."""
+    out = os.path.join(args.work, "runs", f"{task}-{model}-lr{lr:g}-wd{wd:g}-{seed}")
     hidden = args.nfn_hidden if model == "nfn" else args.hidden
-    extra = ["--edit", "contrast", "--lr", "3e-3", "--batch-size", "16"] if task == "edit" else []
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data, "--task", task, "--model", model,
-           "--epochs", str(task_epochs(args.epochs, task)), "--hidden", str(hidden), "--layers", str(args.layers),
-           "--seed", str(seed), "--out", out, "--quiet", "--threads", str(args.threads), *extra]
+    extra = ["--edit", "contrast", "--batch-size", "16"] if task == "edit" else []
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data, "--task", task.split("-")[0],
+           *VARIANTS.get(model, ["--model", model]), "--epochs", str(task_epochs(args.epochs, task)),
+           "--lr", str(lr), "--weight-decay", str(wd), "--hidden", str(hidden), "--layers", str(args.layers),
+           "--seed", str(seed), "--out", out, "--quiet", "--threads", str(args.threads), "--device", args.device,
+           *extra]
     subprocess.run(cmd, check=True)  # its own process: peak memory is this run's alone
+    subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(out, "best.pt"), "--split", "test",
+                    "--no-plot", "--threads", str(args.threads), "--device", args.device], check=True,
+                   stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "train_summary.json")) as f:
         summary = json.load(f)
-    test = eval_script.main([os.path.join(out, "best.pt"), "--split", "test", "--no-plot"])
-    return {**{k: test[k] for k in METRICS[task]}, **{f"val_{k}": summary["best_val"][k] for k in METRICS[task]},
+    with open(os.path.join(out, "metrics.json")) as f:
+        test = json.load(f)
+    return {"lr": lr, "weight_decay": wd, "seed": seed, **{k: test[k] for k in METRICS[task]},
+            **{f"val_{k}": v for k, v in summary["best_val"].items()},
             "graphs_per_s": summary["train_graphs_per_s"], "peak_mb": summary["peak_mem_mb"]}
 
 
@@ -88,13 +115,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", default="30", help="epochs of every task, or per task: classify=10,edit=5")
+    ap.add_argument("--lrs", default="1e-3,3e-3", help="learning rates of the tuning grid")
+    ap.add_argument("--weight-decays", default="1e-4,1e-2", help="weight decays of the tuning grid")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--nfn-hidden", type=int, default=16, help="NFN channels (its features are hidden x kernel)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tasks", default="predict,classify,edit")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (passed to train.py and eval.py)")
+    ap.add_argument("--jobs", type=int, default=1, help="training runs at a time (e.g. 16 on one GPU)")
+    ap.add_argument("--tasks", default="predict,predict-mixed,classify,edit")
     ap.add_argument("--models", default="", help="comma-separated subset of models")
-    ap.add_argument("--n-runs", type=int, default=600, help="training runs of the predict zoo (~2.6 nets a run)")
+    ap.add_argument("--n-runs", type=int, default=600, help="training runs of the predict zoos (~2.6 nets a run)")
     ap.add_argument("--n-images", type=int, default=None, help="INRs of the classify/edit zoo (default: all)")
     ap.add_argument("--work", default="benchmarks/work")
     ap.add_argument("--out", default="benchmarks/results/metanets")
@@ -106,42 +137,66 @@ def main() -> None:
         report(argparse.Namespace(**saved["args"]), saved["results"], args.out)
         return
     os.makedirs(args.work, exist_ok=True)
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    args.device_name = f"{torch.cuda.get_device_name()}, torch {torch.__version__}" if cuda else \
+        f"CPU, {args.threads} threads per run, torch {torch.__version__}"
+    grid = list(itertools.product([float(x) for x in args.lrs.split(",")],
+                                  [float(x) for x in args.weight_decays.split(",")], range(args.seeds)))
+    jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images), *point)
+            for task in args.tasks.split(",") for model in MODELS[task]
+            if not args.models or model in args.models.split(",") for point in grid]
     results: dict = {}
-    for task in args.tasks.split(","):
-        data = zoo(args.work, task, args.n_runs, args.n_images)
-        for model in MODELS[task]:
-            if args.models and model not in args.models.split(","):
-                continue
-            rows = []
-            for seed in range(args.seeds):
-                t0 = time.perf_counter()
-                rows.append(run(task, model, data, seed, args))
-                print(f"{task:<8} {model:<12} seed {seed}: {rows[-1]} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            results.setdefault(task, {})[model] = rows
+    lock = threading.Lock()
+
+    def one(job: tuple) -> None:
+        task, model = job[:2]
+        t0 = time.perf_counter()
+        row = run(*job, args)
+        with lock:
+            results.setdefault(task, {}).setdefault(model, []).append(row)
+            print(f"{task:<13} {model:<11} lr {row['lr']:g} wd {row['weight_decay']:g} seed {row['seed']}: "
+                  f"{ {k: round(row[k], 4) for k in METRICS[task]} } ({time.perf_counter() - t0:.0f} s)", flush=True)
             with open(args.out + ".json", "w") as f:
                 json.dump({"args": vars(args), "results": results}, f, indent=2)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, jobs))  # list(): re-raise a failed run's error
     report(args, results, args.out)
 
 
+def select(task: str, rows: list[dict]) -> tuple[tuple[float, float], list[dict]]:
+    """The grid point (lr, weight decay) with the best mean validation score, and its runs."""
+    key, sign = SELECT[task]
+    points: dict = {}
+    for r in rows:
+        points.setdefault((r["lr"], r["weight_decay"]), []).append(r)
+    best = max(points, key=lambda p: sign * np.mean([r[f"val_{key}"] for r in points[p]]))
+    return best, points[best]
+
+
 def report(args: argparse.Namespace, results: dict, out: str) -> None:
-    """Write the markdown table (mean ± std over seeds) of ``results``."""
-    lines = [f"# Metanetwork benchmark ({args.seeds} seeds, epochs {args.epochs}, width {args.hidden}, "
-             f"{args.layers} layers; NFN width {args.nfn_hidden}; torch {torch.__version__}, "
-             f"{'CUDA' if torch.cuda.is_available() else f'CPU, {args.threads} threads'})", ""]
+    """Write the markdown table of ``results``: per model, the selected grid point's mean ± std over seeds."""
+    where = getattr(args, "device_name", None) or f"CPU, {args.threads} threads"
+    lines = [f"# Metanetwork benchmark (epochs {args.epochs}, width {args.hidden}, {args.layers} layers; "
+             f"NFN width {args.nfn_hidden}; {where})", "",
+             "lr / wd: the grid point selected on the validation split; seeds: runs at that point.", ""]
+    zoos = {"predict": f"digits-cnn-demo, {args.n_runs} runs",
+            "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures"}
     for task, per_model in results.items():
         scored = [k for k in METRICS[task] if k != "mse_identity"]  # test metrics, then validation (selection)
+        shown = list(METRICS[task]) + [f"val_{k}" for k in scored]
         rows_all = [r for rows in per_model.values() for r in rows]
-        shown = list(METRICS[task]) + [f"val_{k}" for k in scored if all(f"val_{k}" in r for r in rows_all)]
-        keys = shown + ["graphs_per_s", "peak_mb"]
-        zoo_name = (f"digits-cnn-demo, {args.n_runs} runs" if task == "predict" else
-                    f"digits-siren-shared, {args.n_images or 'all'} images")
+        keys = shown + [k for k in ("graphs_per_s", "peak_mb") if any(k in r for r in rows_all)]
+        zoo_name = zoos.get(task, f"digits-siren-shared, {args.n_images or 'all'} images")
         lines += [f"## {task} (zoo {zoo_name}; {task_epochs(str(args.epochs), task)} epochs; "
                   "test split, val_*: validation split)", "",
-                  "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-        for model, rows in per_model.items():
-            cells = []
+                  "| model | lr | wd | seeds | " + " | ".join(keys) + " |",
+                  "|---|---:|---:|---:|" + "---:|" * len(keys)]
+        for model in [m for m in MODELS[task] if m in per_model]:
+            (lr, wd), rows = select(task, [{"lr": None, "weight_decay": None, **r} for r in per_model[model]])
+            cells = [f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
             for k in keys:
-                v = np.array([r[k] for r in rows], dtype=float)
+                v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
                 fmt = ".5f" if task == "edit" else ".3f"
                 cells.append(f"{v.mean():{fmt}} ± {v.std():{fmt}}" if k in shown else f"{v.mean():.0f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
