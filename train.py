@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         p.error(f"--task {cfg.task}: choose predict, classify, edit or ghn")
     if cfg.dist_backend not in ("auto", "nccl", "gloo"):
         p.error(f"--dist-backend {cfg.dist_backend}: choose auto, nccl or gloo")
+    if cfg.edge_depth not in (0, 1, 2):
+        p.error(f"--edge-depth {cfg.edge_depth}: choose 1 (GatedGCN-style) or 2 (two-layer MLP)")
     if cfg.task == "ghn":
         if not cfg.archs:
             p.error("--task ghn needs --archs ARCHS.h5 (make one with: python -m datasets archs N ARCHS.h5)")

@@ -98,6 +98,9 @@ def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys)
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--dist-backend", "mpi"])
     assert "choose auto, nccl or gloo" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_script.main(["--data", cnn_zoo, "--edge-depth", "3"])
+    assert "--edge-depth 3: choose 1" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--readout-stats needs a graph model"):
         train_script.main(["--data", cnn_zoo, "--model", "statnn", "--readout-stats", "--out", str(tmp_path / "r")])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
