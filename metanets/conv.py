@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch_geometric.nn import MessagePassing
 
-from metanets.scatter import gather_sum, scatter_aggregate
+from metanets.scatter import REDUCTIONS, gather_sum, scatter_aggregate
 
 __all__ = ["EdgeNodeConv", "EdgeUpdate", "mlp"]
 
@@ -59,7 +58,7 @@ class EdgeUpdate(nn.Module):
         return self.post(pre).add_(e)
 
 
-class EdgeNodeConv(MessagePassing):
+class EdgeNodeConv(nn.Module):
     r"""One GMN layer: edges update from their endpoints, nodes aggregate both directions.
 
     .. math::
@@ -86,9 +85,9 @@ class EdgeNodeConv(MessagePassing):
 
     def __init__(self, hidden: int, aggr: str = "mean,max", norm: bool = True, edge_depth: int = 1) -> None:
         reductions = [r.strip() for r in aggr.split(",")]
-        if not reductions or any(r not in ("mean", "sum", "max", "min", "std") for r in reductions):
-            raise ValueError(f"aggr={aggr!r}: use a comma-separated list of mean, sum, max, min, std")
-        super().__init__(aggr=reductions if len(reductions) > 1 else reductions[0])  # several: concatenated
+        if not reductions or any(r not in REDUCTIONS for r in reductions):
+            raise ValueError(f"aggr={aggr!r}: use a comma-separated list of {', '.join(REDUCTIONS)}")
+        super().__init__()
         self.reductions = tuple(reductions)
         self.hidden = hidden
         self.edge_net = EdgeUpdate(hidden, edge_depth, norm)
@@ -104,10 +103,7 @@ class EdgeNodeConv(MessagePassing):
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = h.shape[0]
         e = self.edge_net(e, h, edge_index)  # (E, hidden)
-        # R x (N, hidden) each: incoming edges at targets, outgoing edges at sources (same as PyG's propagate)
+        # R x (N, hidden) each: incoming edges at targets, outgoing edges at sources
         incoming, outgoing = scatter_aggregate(e, edge_index.flip(0), n, self.reductions)
         h = h + self.node_mlp(torch.cat([h, *incoming, *outgoing], dim=-1))
         return h, e
-
-    def message(self, e: torch.Tensor) -> torch.Tensor:
-        return e
