@@ -9,25 +9,18 @@ printed as one line on stderr with exit code 2; anything else is a bug and keeps
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-import graphs
 from datasets import convert, info, merge, resplit, stats
 from datasets.archs import cli as archs
-from datasets.errors import ZooError
 from datasets.importers import checkpoint_dirs, inr_folder, small_cnn_zoo
 from datasets.zoo import build
+from graphs.cli import run_cli
 
-__all__ = ["COMMANDS", "USER_ERRORS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats, archs)
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
-
-USER_ERRORS = (ZooError, graphs.LayoutMismatchError, graphs.CheckpointError, graphs.UnsupportedNetworkError,
-               OSError)
-"""Errors reported as one line instead of a traceback."""
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
@@ -39,16 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (2 for a user error, 130 when interrupted)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the zoo keeps its last committed models (run the command again to resume)",
-              file=sys.stderr)
-        return 130
+    return run_cli(_run, argv, interrupted="interrupted; the zoo keeps its last committed models "
+                                           "(run the command again to resume)")

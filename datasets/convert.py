@@ -29,8 +29,11 @@ from tqdm import tqdm
 import graphs
 from datasets.errors import LabelError, ZooError
 from datasets.hdf5 import ZooReader
+from datasets.importers import inr_folder, small_cnn_zoo
 from datasets.labels import column_kind, read_label_file
 from datasets.writer import ZooWriter
+from graphs.checkpoints import read_checkpoint
+from graphs.cli import load_factory, parse_input_shapes
 
 __all__ = ["ConvertResult", "convert_folder", "find_checkpoints", "register"]
 
@@ -73,42 +76,10 @@ def find_checkpoints(src: str | os.PathLike) -> list[tuple[str, str]]:
 
 def load_checkpoint_arrays(path: str) -> tuple[dict[str, np.ndarray], str | None]:
     """A checkpoint's state_dict as NumPy arrays (cheap to send between processes) and its embedded layout."""
-    layout_json = None
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(path, "pt") as fh:
-                layout_json = (fh.metadata() or {}).get("layout")
-        except Exception as exc:  # safetensors raises its own error types
-            raise graphs.CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
-        sd = graphs.load_checkpoint(path)
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # let graphs.load_checkpoint raise its error that says what to do
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("layout"), str):
-            layout_json = obj["layout"]
-        sd = _unwrap(obj) if obj is not None else None
-        if sd is None:
-            sd = graphs.load_checkpoint(path)
+    sd, layout_json = read_checkpoint(path)
     arrays = {k: (v.float() if v.is_floating_point() and v.dtype not in (torch.float32, torch.float64)
                   else v).detach().cpu().numpy() for k, v in sd.items()}
     return arrays, layout_json
-
-
-def _unwrap(obj) -> dict[str, torch.Tensor] | None:
-    """The state_dict in a loaded ``.pt`` object (the rules of ``graphs.load_checkpoint``), else ``None``."""
-    if not isinstance(obj, dict):
-        return None
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and len(tensors) == len(obj) - ("layout" in obj):
-        return tensors
-    for key in ("state_dict", "model_state_dict", "model", "net", "weights", "params"):
-        if isinstance(obj.get(key), dict):
-            return _unwrap(obj[key])
-    return tensors or None
 
 
 def _load_job(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
@@ -155,19 +126,6 @@ class _Architectures:
                                "e.g. 1,3,32,32")
             self.by_shapes[key] = graphs.trace(model, self.example_inputs)
         return self.by_shapes[key]
-
-
-def load_factory(spec: str) -> Callable:
-    """Import ``module:function`` or ``file.py:function`` (the current directory is importable)."""
-    from graphs.__main__ import load_factory as import_factory
-
-    try:
-        factory, _ = import_factory(spec)
-    except ValueError as exc:
-        raise ZooError(f"--model: {exc}") from exc
-    if not callable(factory):
-        raise ZooError(f"{spec.rsplit(':', 1)[0]} has no callable {spec.rsplit(':', 1)[1]!r} for --model")
-    return factory
 
 
 def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]]) -> tuple[dict, dict]:
@@ -292,8 +250,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _import_external(args: argparse.Namespace) -> bool:
     """Hand a Small CNN Zoo or INR folder to its importer (``import-*`` commands have more options)."""
-    from datasets.importers import inr_folder, small_cnn_zoo
-
     for name, module, run in (("Small CNN Zoo", small_cnn_zoo, small_cnn_zoo.import_small_cnn_zoo),
                               ("INR", inr_folder, inr_folder.import_inr_folder)):
         if module.detect(args.src):
@@ -310,16 +266,11 @@ def _import_external(args: argparse.Namespace) -> bool:
 def _run(args: argparse.Namespace) -> int:
     if _import_external(args):
         return 0
-    factory = load_factory(args.model) if args.model else None
+    factory = load_factory(args.model)[0] if args.model else None
     example = None
     if args.example_input_shape:
-        try:
-            shape = tuple(int(s) for s in args.example_input_shape.replace("x", ",").split(","))
-        except ValueError:
-            raise ZooError(f"--example-input-shape must be integers like 1,3,32,32, got {args.example_input_shape!r}"
-                           ) from None
-        dtype = getattr(torch, args.example_input_dtype)
-        example = (torch.zeros(shape, dtype=dtype),)
+        example = parse_input_shapes([args.example_input_shape], "--example-input-shape",
+                                     dtype=getattr(torch, args.example_input_dtype))
     res = convert_folder(args.src, args.out, factory=factory, example_inputs=example, labels=args.labels,
                          workers=args.workers, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
                          skip_errors=args.skip_errors, compression=args.compression, progress=not args.quiet)

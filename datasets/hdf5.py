@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 
 from datasets.errors import LabelError, ZooError, ZooFormatError
+from graphs.layout import Layout
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_KINDS", "STAT_KINDS", "ZooReader"]
 
@@ -134,8 +135,6 @@ class ZooReader:
                                  f"{list(self.fingerprints)}")
             fingerprint = self.fingerprints[0]
         if fingerprint not in self._layouts:
-            from graphs import Layout
-
             try:
                 layout = Layout.from_json(self.layout_json(fingerprint))
             except ValueError as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import graphs
 from datasets.errors import ZooError
 from datasets.hdf5 import STAT_KINDS, ZooReader
 from datasets.writer import ZooWriter
@@ -55,8 +56,6 @@ def orbit_ids(layout) -> np.ndarray:
     import torch
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-
-    import graphs
 
     n = layout.num_params
     src, dst = [np.arange(n)], [np.arange(n)]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+import graphs
 from datasets.atomic import FileTransaction
 from datasets.errors import LabelError, NonFiniteError
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, LABEL_KINDS, ZooReader, open_hdf5
@@ -145,8 +146,6 @@ class ZooWriter:
             graphs.LayoutMismatchError: Keys or shapes differ from the layout.
             NonFiniteError: A NaN/Inf weight (unless ``allow_nonfinite``).
         """
-        import graphs
-
         vec = graphs.flatten_state_dict(model_or_state_dict, layout)
         ints = graphs.flatten_int_buffers(model_or_state_dict, layout)
         return self.add_rows(layout, vec.numpy()[None], ints.numpy()[None],
@@ -162,18 +161,17 @@ class ZooWriter:
             ints: ``[k, layout.num_int]`` integer buffers (zeros when ``None``).
             labels: ``{name: k values}``; ``None``/NaN marks a missing value.
         """
-        from graphs import LayoutMismatchError
-
         arch, num_params, num_int, dtype = self._arch(layout)
         params = np.asarray(params)
         k = params.shape[0] if params.ndim == 2 else -1
         if params.ndim != 2 or params.shape[1] != num_params:
-            raise LayoutMismatchError(f"params have shape {params.shape}, layout {layout.name}#{layout.fingerprint} "
+            raise graphs.LayoutMismatchError(f"params have shape {params.shape}, layout "
+                                             f"{layout.name}#{layout.fingerprint} "
                                       f"needs [k, {num_params}]; flatten each state_dict with "
                                       "graphs.flatten_state_dict(sd, layout)")
         ints = np.zeros((k, num_int), np.int64) if ints is None else np.asarray(ints, dtype=np.int64)
         if ints.shape != (k, num_int):
-            raise LayoutMismatchError(f"ints have shape {ints.shape}, layout {layout.fingerprint} needs "
+            raise graphs.LayoutMismatchError(f"ints have shape {ints.shape}, layout {layout.fingerprint} needs "
                                       f"({k}, {num_int})")
         labels = {str(name): list(values) for name, values in (labels or {}).items()}
         params = params.astype(dtype, copy=False)

@@ -6,10 +6,12 @@ import os
 from collections.abc import Mapping
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from graphs.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint", "state_dict_of"]
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "params")
 
@@ -18,39 +20,61 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state_dict from ``.safetensors`` or ``.pt``/``.pth``/``.bin`` (``weights_only=True``).
 
     A checkpoint that wraps the state_dict (``{"state_dict": ..., "epoch": ...}``, Lightning style
-    ``{"model": ...}``) is unwrapped.
+    ``{"model": ...}``) is unwrapped (:func:`state_dict_of`).
 
     Raises:
         CheckpointError: Missing file, a file that is not a checkpoint, or one holding no tensors.
+    """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state_dict of a checkpoint file and the layout JSON stored with it, if any.
+
+    The layout is the ``layout`` entry of a safetensors file's metadata, or a ``"layout"`` string
+    beside the tensors of a ``.pt`` file (both are what ``python -m datasets`` exports write).
+
+    Raises:
+        CheckpointError: As :func:`load_checkpoint`.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
         try:
-            return dict(load_file(path))
-        except Exception as exc:
+            with safe_open(path, "pt") as fh:
+                layout_json = (fh.metadata() or {}).get("layout")
+                return {k: fh.get_tensor(k) for k in fh.keys()}, layout_json
+        except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # torch raises several types for files it cannot read
         raise CheckpointError(
             f"{path} cannot be loaded with torch.load(weights_only=True): {str(exc).splitlines()[0]}. "
             "Only tensors and plain containers are read (no pickled code); re-save it as a state_dict "
             "or as .safetensors") from exc
-    return _find_state_dict(obj, path)
+    layout_json = obj.get("layout") if isinstance(obj, Mapping) and isinstance(obj.get("layout"), str) else None
+    return state_dict_of(obj, path), layout_json
 
 
-def _find_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
+def state_dict_of(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state_dict inside a loaded checkpoint object.
+
+    A mapping of names to tensors (a ``"layout"`` string beside them is allowed) is the state_dict;
+    otherwise the first of ``state_dict``, ``model_state_dict``, ``model``, ``net``, ``weights``,
+    ``params`` that is a mapping is searched the same way; failing that, the mapping's tensors.
+
+    Raises:
+        CheckpointError: When ``obj`` holds no tensors (``path`` names the file in the message).
+    """
     if isinstance(obj, Mapping):
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if tensors and len(tensors) == len(obj):
+        if tensors and len(tensors) == len(obj) - isinstance(obj.get("layout"), str):
             return dict(tensors)
         for key in _NESTED_KEYS:
             if isinstance(obj.get(key), Mapping):
-                return _find_state_dict(obj[key], path)
+                return state_dict_of(obj[key], path)
         if tensors:
             return dict(tensors)
     raise CheckpointError(f"{path} holds no state_dict (a mapping of names to tensors); "
@@ -67,8 +91,6 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import save_file
-
             # safetensors refuses tensors sharing memory (tied weights): store each key's own copy
             seen: set[int] = set()
             out = {}

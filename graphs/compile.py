@@ -19,13 +19,16 @@ neuron; elements that differ only in fixed spatial slots share an edge, as a vec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from graphs.errors import UnsupportedNetworkError
-from graphs.layout import Layout
 from graphs.param_graph import EDGE_TYPES, NodeType
+
+if TYPE_CHECKING:  # annotations only: graphs.layout imports this module
+    from graphs.layout import Layout
 
 __all__ = ["Compiled", "compile_layout", "axis_maps"]
 

@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphs.convert import to_graph, to_state_dict
+from graphs.symmetry import apply_symmetry, random_symmetry
+from graphs.trace import trace
+
 __all__ = ["run_demo", "example_networks"]
 
 
@@ -63,24 +67,22 @@ def example_networks() -> dict[str, tuple[nn.Module, tuple]]:
 @torch.no_grad()
 def run_demo(seed: int = 0) -> int:
     """Trace, convert and check each example network; print one line per network."""
-    import graphs
-
     print(f"{'network':<12} {'params':>8} {'groups':<28} {'nodes':>6} {'edges':>6} {'trace s':>8} {'max |dy|':>10}")
     for name, (model, inputs) in example_networks().items():
         model = model.double().eval()
         inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
         t0 = time.perf_counter()
-        layout = graphs.trace(model, inputs)
+        layout = trace(model, inputs)
         dt = time.perf_counter() - t0
-        g = graphs.to_graph(model, layout)
-        back = graphs.to_state_dict(g)
+        g = to_graph(model, layout)
+        back = to_state_dict(g)
         assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
-        perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(seed))
+        perm = random_symmetry(layout, torch.Generator().manual_seed(seed))
         other = type(model)() if not isinstance(model, nn.Sequential) else None
         twin = model if other is None else other.double().eval()
         ref = model(*inputs)
         state = model.state_dict()
-        twin.load_state_dict(graphs.apply_symmetry(state, layout, perm))
+        twin.load_state_dict(apply_symmetry(state, layout, perm))
         err = float((twin(*inputs) - ref).abs().max())
         model.load_state_dict(state)
         print(f"{name:<12} {layout.num_params:>8,} {str(layout.group_sizes())[:28]:<28} {g.num_nodes:>6} "

@@ -1,8 +1,11 @@
-"""Errors raised at the boundaries of ``graphs``: each says what went wrong and what to do."""
+"""Errors raised at the boundaries of ``graphs``: each says what went wrong and what to do.
+
+How commands report them (one line, exit status 2) is :mod:`graphs.cli`'s business.
+"""
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "LayoutMismatchError", "USER_ERRORS", "UnsupportedNetworkError", "run_cli"]
+__all__ = ["CheckpointError", "LayoutMismatchError", "UnsupportedNetworkError"]
 
 
 class UnsupportedNetworkError(RuntimeError):
@@ -34,18 +37,3 @@ class LayoutMismatchError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read safely (missing, foreign format, or not a state_dict)."""
-
-
-USER_ERRORS = (ValueError, OSError, UnsupportedNetworkError, CheckpointError)
-"""Errors a command-line tool reports as one line (exit code 2) instead of a traceback."""
-
-
-def run_cli(main) -> None:
-    """Run a command-line ``main()``; a user error becomes ``error: ...`` on stderr and exit code 2."""
-    import sys
-
-    try:
-        main()
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
+from graphs.compile import compile_layout
 from graphs.labels import SPATIAL
+from graphs.param_graph import NodeType
 
 __all__ = ["GroupSpec", "IntBufferSpec", "Layout", "ParamSpec", "build_layout", "FORMAT_VERSION"]
 
@@ -167,9 +169,6 @@ class Layout:
 
     def num_permutable_neurons(self) -> int:
         """Number of graph neurons that some symmetry moves."""
-        from graphs.compile import compile_layout
-        from graphs.param_graph import NodeType
-
         c = compile_layout(self)
         return int(((c.node_type == NodeType.HIDDEN) & c.node_movable).sum())
 

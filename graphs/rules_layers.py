@@ -1,6 +1,6 @@
 """Symmetry rules for layers: linear/matmul/einsum, convolution, normalization, pooling, attention.
 
-Also embedding and recurrent layers. See ``SYMMETRY.md`` for the reasoning; helpers live in :mod:`graphs.rules`.
+Also embedding and recurrent layers. See ``SYMMETRY.md`` for the reasoning; helpers live in :mod:`graphs.rule_helpers`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 from typing import Any
 
 from graphs.labels import SPATIAL, UNIT
-from graphs.rules import bind, is_weight, out_shapes
-from graphs.trace import TensorVal, Tracer
+from graphs.rule_helpers import bind, fallback, is_weight, out_shapes
+from graphs.tracer import TensorVal, Tracer
 
 __all__ = ["LAYER_RULES"]
 
@@ -115,8 +115,6 @@ def einsum(t: Tracer, node, args, kwargs) -> TensorVal:
 
 
 def _opaque(t: Tracer, node, ops):
-    from graphs.rules import fallback
-
     return fallback(t, node, tuple(ops), {})
 
 
@@ -301,8 +299,6 @@ def recurrent(t: Tracer, node, args, kwargs):
     edge vectors (like kernel offsets). Stacked final states ``h_n[L*D, B, H]`` hold several layers on
     one axis, so when several layers exist and ``h_n``/``c_n`` are used, their hidden groups are fixed.
     """
-    from graphs.rules import fallback
-
     name = node.target._schema.name.split("::")[-1]
     b = bind(node, args, kwargs)
     x, params = b["input"], [p for p in b["params"]]

@@ -1,10 +1,10 @@
-"""Symmetry rules for slicing, joining, indexing, padding and reductions (see :mod:`graphs.rules`)."""
+"""Symmetry rules for slicing, joining, indexing, padding and reductions (helpers: :mod:`graphs.rule_helpers`)."""
 
 from __future__ import annotations
 
 from graphs.labels import CONSTANT, UNIT
-from graphs.rules import bind, is_weight, out_shapes
-from graphs.trace import TensorVal, Tracer
+from graphs.rule_helpers import bind, is_weight, out_shapes
+from graphs.tracer import TensorVal, Tracer
 
 __all__ = ["argreduce", "cat", "fix_dims", "gather", "index_select", "index_tensor", "pad", "reduction", "select",
            "slice_", "softmax", "split", "stack"]

@@ -3,6 +3,7 @@
 Command line: ``python -m datasets archs N OUT.h5`` (see :mod:`datasets.archs.cli`).
 """
 
+from datasets.archs.build import build_module
 from datasets.archs.cli import make_archs, trace_all
 from datasets.archs.sampler import (
     DEEP_DEPTHS,
@@ -17,7 +18,7 @@ from datasets.archs.sampler import (
     sample_archs,
     sample_spec,
 )
-from datasets.archs.space import CELL_OPS, FAMILIES, NORMS, ArchSpec, build_module
+from datasets.archs.space import CELL_OPS, FAMILIES, NORMS, ArchSpec
 from datasets.archs.store import ARCHS_FORMAT, ARCHS_FORMAT_VERSION, ArchsReader, write_archs
 
 __all__ = [

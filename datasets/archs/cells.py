@@ -6,13 +6,10 @@ signals ``[B, C, L]``, the 2-d ones for images ``[B, C, H, W]``), so one spec bu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from datasets.archs.space import ArchSpec
+from datasets.archs.space import ArchSpec
 
 __all__ = ["Cell", "CellNet", "conv_layer", "make_op", "norm_layer"]
 

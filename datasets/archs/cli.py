@@ -16,11 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 import graphs
+from datasets.archs.build import build_module
 from datasets.archs.sampler import MIN_ARCHS, sample_archs
-from datasets.archs.space import ArchSpec, build_module
+from datasets.archs.space import ArchSpec
 from datasets.archs.store import write_archs
 from datasets.errors import ZooError
 from datasets.zoo.storage import num_threads
+from graphs.cli import parse_shape as parse_sizes
 
 __all__ = ["DATASET_SHAPES", "make_archs", "parse_shape", "register", "run"]
 
@@ -31,10 +33,10 @@ DATASET_SHAPES = {"digits": ((1, 8, 8), 10), "mnist1d": ((1, 40), 10)}
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"3,32,32"`` -> ``(3, 32, 32)``; raises :class:`ZooError` unless it is ``C,L`` or ``C,H,W``."""
     try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+        shape = parse_sizes(text)
     except ValueError:
         shape = ()
-    if len(shape) not in (2, 3) or min(shape) <= 0:
+    if len(shape) not in (2, 3):
         raise ZooError(f"--input-shape {text!r} is malformed; give C,L for signals or C,H,W for images with "
                        "positive sizes, e.g. 1,40 or 3,32,32")
     return shape

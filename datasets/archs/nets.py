@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from datasets.archs.space import ArchSpec
+from datasets.archs.space import ArchSpec
 
 __all__ = ["Attention", "MLPNet", "TinyViT", "TransformerBlock", "activation_layer"]
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from datasets.archs.space import ACTIVATIONS, CELL_OPS, FAMILIES, PARAM_OPS, ArchSpec, build_module
+from datasets.archs.build import build_module
+from datasets.archs.space import ACTIVATIONS, CELL_OPS, FAMILIES, PARAM_OPS, ArchSpec
 from datasets.errors import ZooError
 
 __all__ = ["DEEP_DEPTHS", "DENSE_NODES", "FAMILY_WEIGHTS", "ID_DEPTHS", "ID_NODES", "ID_NORMS", "ID_WIDTHS", "KINDS",

@@ -1,4 +1,4 @@
-"""The architecture space: :class:`ArchSpec` (one network's structure) and :func:`build_module`.
+"""The architecture space: :class:`ArchSpec`, one network's structure (built by :mod:`datasets.archs.build`).
 
 Three families, each for 1-D signals (``input_shape = (C, L)``) and images (``(C, H, W)``):
 
@@ -22,13 +22,10 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields
 
 import torch
-from torch import nn
 
-from datasets.archs.cells import CellNet
-from datasets.archs.nets import MLPNet, TinyViT
 from datasets.errors import ZooError
 
-__all__ = ["ACTIVATIONS", "CELL_OPS", "FAMILIES", "NORMS", "WIRINGS", "ArchSpec", "build_module"]
+__all__ = ["ACTIVATIONS", "CELL_OPS", "FAMILIES", "NORMS", "WIRINGS", "ArchSpec"]
 
 FAMILIES = ("cell", "mlp", "vit")
 """Architecture families."""
@@ -201,15 +198,3 @@ def _listify(obj):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ZooError(message)
-
-
-def build_module(spec: ArchSpec) -> nn.Module:
-    """Build the network of ``spec`` (deterministic structure, PyTorch's default initialization).
-
-    Args:
-        spec: The architecture.
-
-    Returns:
-        An ``nn.Module`` mapping ``[B, *spec.input_shape]`` to logits ``[B, spec.num_classes]``.
-    """
-    return {"cell": CellNet, "mlp": MLPNet, "vit": TinyViT}[spec.family](spec)

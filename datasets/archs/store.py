@@ -25,7 +25,8 @@ import numpy as np
 from torch import nn
 
 import graphs
-from datasets.archs.space import ArchSpec, build_module
+from datasets.archs.build import build_module
+from datasets.archs.space import ArchSpec
 from datasets.atomic import FileTransaction
 from datasets.errors import ZooError, ZooFormatError
 

@@ -41,6 +41,7 @@ from datasets.errors import ZooError
 from datasets.importers.common import add_import_options, flatten_labels, load_torch_lenient
 from datasets.splits import SplitSpec
 from datasets.zoo.storage import open_writer
+from graphs.cli import load_factory, parse_input_shapes
 
 __all__ = ["CHECKPOINT_FILES", "detect", "find_runs", "import_checkpoint_dirs", "read_results", "register"]
 
@@ -187,15 +188,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from datasets.convert import load_factory
-
-    try:
-        shape = tuple(int(s) for s in args.example_input_shape.replace("x", ",").split(","))
-    except ValueError:
-        raise ZooError(f"--example-input-shape must be integers like 1,1,28,28, got {args.example_input_shape!r}"
-                       ) from None
+    example = parse_input_shapes([args.example_input_shape], "--example-input-shape")[0]
     start = time.perf_counter()
-    n = import_checkpoint_dirs(args.src, args.out, load_factory(args.model), torch.zeros(shape), epochs=args.epochs,
+    n = import_checkpoint_dirs(args.src, args.out, load_factory(args.model)[0], example, epochs=args.epochs,
                                limit=args.limit, append=args.append, allow_nonfinite=args.allow_nonfinite,
                                progress=not args.quiet)
     print(f"{args.out}: imported {n} models from {args.src} in {time.perf_counter() - start:.1f} s")

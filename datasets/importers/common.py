@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from datasets.errors import ZooError
+from graphs.errors import CheckpointError
 
 __all__ = ["Opaque", "PathResolver", "add_import_options", "flatten_labels", "load_torch_lenient", "scalar_label"]
 
@@ -50,8 +51,6 @@ def load_torch_lenient(path: str | os.PathLike):
     Raises:
         graphs.CheckpointError: The file is not a torch checkpoint, or cannot be read even so.
     """
-    from graphs import CheckpointError
-
     path = os.fspath(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

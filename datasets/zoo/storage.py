@@ -18,6 +18,7 @@ import torch
 from datasets.errors import ZooError
 from datasets.splits import DEFAULT_SPLIT, SplitSpec
 from datasets.writer import ZooWriter
+from graphs.errors import LayoutMismatchError
 
 __all__ = ["num_threads", "open_writer", "resolve_device", "stacked_rows"]
 
@@ -28,8 +29,6 @@ def stacked_rows(stacked: Mapping[str, torch.Tensor | np.ndarray], layout) -> np
     Raises:
         graphs.LayoutMismatchError: A layout tensor is missing, or its shape differs.
     """
-    from graphs import LayoutMismatchError
-
     names = [p.name for p in layout.params]
     missing = [n for n in names if n not in stacked]
     extra = [k for k in stacked if k not in names and not any(k in p.aliases for p in layout.params)]
