@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 
 import graphs  # noqa: E402
 from metanets.hyper import GHN, ArchGraph, GHNConfig  # noqa: E402
+from tasks import load_model  # noqa: E402
 
 
 class Logits(torch.nn.Module):
@@ -67,9 +68,7 @@ def main() -> None:
     layout = graphs.trace(net, (torch.zeros(1, 3, 224, 224),))
     t_trace = time.perf_counter() - t0
     if args.checkpoint:
-        from metanets import load_checkpoint
-
-        ghn = load_checkpoint(args.checkpoint)
+        ghn = load_model(args.checkpoint)
     else:
         ghn = GHN(GHNConfig()).eval()
     t0 = time.perf_counter()

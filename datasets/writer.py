@@ -167,8 +167,8 @@ class ZooWriter:
         if params.ndim != 2 or params.shape[1] != num_params:
             raise graphs.LayoutMismatchError(f"params have shape {params.shape}, layout "
                                              f"{layout.name}#{layout.fingerprint} "
-                                      f"needs [k, {num_params}]; flatten each state_dict with "
-                                      "graphs.flatten_state_dict(sd, layout)")
+                                             f"needs [k, {num_params}]; flatten each state_dict with "
+                                             "graphs.flatten_state_dict(sd, layout)")
         ints = np.zeros((k, num_int), np.int64) if ints is None else np.asarray(ints, dtype=np.int64)
         if ints.shape != (k, num_int):
             raise graphs.LayoutMismatchError(f"ints have shape {ints.shape}, layout {layout.fingerprint} needs "

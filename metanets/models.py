@@ -1,67 +1,29 @@
-"""Task models (predict / classify / edit) built from one typed config, and checkpoint loading.
+"""Task models (predict / classify / edit) built from one typed config, and rebuilt from checkpoint dicts.
 
 ``build_model(ModelConfig(...))`` returns an ``nn.Module`` whose ``forward(batch)`` takes a PyG
 batch of ParamGraphs and returns ``[num_graphs, out_dim]`` (predict/classify, invariant) or a
 batch with new weights (edit, equivariant). Every model normalizes its input with the statistics
-it was trained with, so ``load_checkpoint(path)(batch)`` works on raw graphs.
+it was trained with, so ``model_from_checkpoint(ckpt)(batch)`` works on raw graphs.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from metanets.gmn import GMNBackbone, GMNConfig, head
+from metanets.baselines import build_baseline
+from metanets.baselines.common import layout_of
+from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
+from metanets.config import GRAPH_MODELS, ModelConfig
+from metanets.gmn import GMNBackbone, head
+from metanets.hyper import GHN, GHNConfig
 from metanets.normalize import Normalizer, slot_mask
 from metanets.pooling import GraphPool
 
-__all__ = ["Editor", "ModelConfig", "Predictor", "TargetScale", "build_model", "load_checkpoint", "GRAPH_MODELS"]
-
-GRAPH_MODELS = ("gmn", "pna", "transformer")
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a metanetwork.
-
-    Attributes:
-        name: ``gmn``, ``pna``, ``transformer`` (graph metanetworks) or a baseline: ``nfn``,
-            ``statnn``, ``mlp``, ``deepsets``.
-        task: ``predict`` (regression), ``classify`` or ``edit`` (weights to weights).
-        out_dim: Outputs per graph (targets, or classes).
-        num_params: Parameters of the layout (flat-vector length), for layout-bound models.
-        num_norm_keys: Normalizer slots (parameters of the layout, or edge types).
-        normalize_by: ``"param"`` (single architecture) or ``"type"`` (mixed architectures).
-        gmn: Backbone options for graph metanetworks.
-        baseline: Options of a baseline model (see ``metanets.baselines``).
-        layout_json: The zoo's layout (JSON), for models that need the architecture.
-    """
-
-    name: str = "gmn"
-    task: str = "predict"
-    out_dim: int = 1
-    num_params: int = 0
-    num_norm_keys: int = 16
-    normalize_by: str = "type"
-    gmn: GMNConfig = field(default_factory=GMNConfig)
-    baseline: dict[str, Any] = field(default_factory=dict)
-    layout_json: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (stored in checkpoints)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`."""
-        d = dict(d)
-        d["gmn"] = GMNConfig(**d.get("gmn", {}))
-        return cls(**d)
-
+__all__ = ["GRAPH_MODELS", "Editor", "ModelConfig", "Predictor", "TargetScale", "build_model", "model_from_checkpoint"]
 
 class Predictor(nn.Module):
     r"""Graph metanetwork with an invariant readout: :math:`y = \rho(\mathrm{pool}(\mathrm{GMN}(G)))`.
@@ -82,9 +44,6 @@ class Predictor(nn.Module):
         d = cfg.gmn.hidden
         self.stats = None
         if cfg.gmn.readout_stats:
-            from metanets.baselines.common import layout_of
-            from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
-
             self.layout, self.stat_features = layout_of(cfg), statnn_features
             self.stats = nn.Sequential(nn.Linear(len(STATISTICS) * len(summarized(self.layout)), d), nn.LayerNorm(d))
         self.head = head((5 if self.stats is not None else 4) * d, cfg.out_dim, d)
@@ -161,25 +120,29 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         cfg.gmn.layer = cfg.name
         model = Editor(cfg) if cfg.task == "edit" else Predictor(cfg)
     else:
-        from metanets.baselines import build_baseline
-
         model = build_baseline(cfg)
     return TargetScale(model, cfg.out_dim) if cfg.task == "predict" else model
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a trained model from a checkpoint written by ``train.py`` (eval mode).
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild a trained model from a checkpoint dict (eval mode); reading the file is the caller's job.
 
-    A metanetwork is ready for ``model(batch)``; a GHN (``--task ghn``) for ``model(ArchGraph.of(layout))``.
+    ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, or ``{"name": "ghn", "ghn": {...}}``)
+    and ``model`` (the state_dict). A metanetwork is ready for ``model(batch)``; a GHN for
+    ``model(ArchGraph.of(layout))``.
+
+    Raises:
+        ValueError: The dict lacks those entries, or the state_dict does not fit the config.
     """
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "model_config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path} is not a weightgraph metanetwork checkpoint (no model_config/model entries)")
-    if ckpt["model_config"].get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
-        from metanets.hyper import GHN, GHNConfig
-
-        model = GHN(GHNConfig(**ckpt["model_config"]["ghn"]))
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_config"), dict) or "model" not in ckpt:
+        raise ValueError("not a weightgraph metanetwork checkpoint (it needs model_config and model entries)")
+    mcfg = ckpt["model_config"]
+    if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
+        model = GHN(GHNConfig(**mcfg["ghn"]))
     else:
-        model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+        model = build_model(ModelConfig.from_dict(mcfg))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"the checkpoint's weights do not fit its model_config ({str(exc).splitlines()[0]})") from exc
     return model.eval()

@@ -7,6 +7,8 @@ import copy
 import torch
 
 import graphs
+from graphs.batch import rows_to_batch
+from graphs.convert import graph_to_vector
 
 SOUND_RTOL = 1e-9  # float64: relative to the output scale
 
@@ -76,7 +78,6 @@ def assert_graph_equivariant(model, layout, seed: int = 0):
 
 
 def graph_batch(vectors, layout, dtype=torch.float64):
-    from graphs.batch import rows_to_batch
 
     return rows_to_batch(torch.stack(list(vectors)).to(dtype), layout)
 
@@ -99,7 +100,6 @@ def assert_model_invariant(model, layout, vectors, seed: int = 0, atol: float = 
 
 def assert_editor_equivariant(model, layout, vectors, seed: int = 0, atol: float = 1e-9):
     """edit(permuted network) == permuted edit(network), weights compared as flat vectors."""
-    from graphs.convert import graph_to_vector
 
     gen = torch.Generator().manual_seed(seed)
     rows = torch.stack(list(vectors)).double()

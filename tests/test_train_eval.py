@@ -8,8 +8,9 @@ import torch
 
 import eval as eval_script
 import graphs
-import metanets
+import tasks
 import train as train_script
+from datasets import ZooReader
 from datasets.zoo.build import build_zoo
 from datasets.zoo.models import Siren
 from datasets.zoo.recipes import get_recipe
@@ -46,7 +47,6 @@ def test_predict_train_eval_and_score_files(cnn_zoo, tmp_path):
     assert {"kendall_tau", "r2", "rmse"} <= set(on_disk) and on_disk["rmse"] == res["rmse"]
     assert os.path.isfile(os.path.join(out, "test_predict.png"))
     # score user checkpoints of the same architecture (DESIGN: load_checkpoint + a graph of each file)
-    from datasets import ZooReader
     with ZooReader(cnn_zoo) as r:
         layout = r.layout()
         sd = graphs.unflatten_state_dict(torch.from_numpy(r.read(0)[1]), layout)
@@ -82,7 +82,7 @@ def test_edit_inrs_writes_loadable_checkpoints(inr_zoo, tmp_path):
 def test_gmn_options_reach_the_checkpoint(cnn_zoo, tmp_path):
     out, _ = _train(tmp_path, "--data", cnn_zoo, "--epochs", "1", "--aggr", "mean,min", "--edge-depth", "1",
                     "--readout-stats")
-    model = metanets.load_checkpoint(os.path.join(out, "best.pt"))
+    model = tasks.load_model(os.path.join(out, "best.pt"))
     conv = model.model.backbone.convs[0]
     assert conv.reductions == ("mean", "min") and len(conv.edge_net.post) == 2  # LayerNorm, SiLU: depth 1
     assert model.model.stats is not None and eval_script.main([os.path.join(out, "best.pt"), "--no-plot"])["rmse"] > 0
@@ -97,12 +97,19 @@ def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys)
     assert "choose predict, classify, edit or ghn" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--dist-backend", "mpi"])
-    assert "choose auto, nccl or gloo" in capsys.readouterr().err
+    assert "invalid choice: 'mpi'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--edge-depth", "3"])
     assert "--edge-depth 3: choose 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--readout-stats needs a graph model"):
+    with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--model", "statnn", "--readout-stats", "--out", str(tmp_path / "r")])
+    assert "--readout-stats needs a graph model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an option of another task is named, not ignored
+        train_script.main(["--data", cnn_zoo, "--meta-batch", "4"])
+    assert "--meta-batch is an option of --task ghn, not of --task predict" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_script.main(["--data", cnn_zoo, "--epochs", "0"])
+    assert "--epochs 0: train for at least 1 epoch" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="is not a readable checkpoint"):
         eval_script.main([str(tmp_path / "junk.pt")])

@@ -14,7 +14,7 @@ from metanets.baselines.flat_mlp import FlatMLP, FlatMLPConfig
 from metanets.baselines.nfn import NFN, NFNConfig, NPLinear
 from metanets.baselines.nfn_spec import ChainSpec
 from metanets.baselines.statnn import StatGBT, StatNN, StatNNConfig, statnn_feature_names, statnn_features
-from metanets.models import ModelConfig
+from metanets.config import ModelConfig
 
 __all__ = [
     "BASELINES", "ChainSpec", "DeepSets", "DeepSetsConfig", "FlatMLP", "FlatMLPConfig", "NFN", "NFNConfig",

@@ -19,7 +19,7 @@ from graphs.batch import batch_to_rows as graphs_batch_to_rows
 from graphs.compile import compile_layout
 from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
-from metanets.models import ModelConfig
+from metanets.config import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["batch_to_rows", "check_task", "flat_norm_keys", "flat_scale", "layout_of",

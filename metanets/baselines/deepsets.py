@@ -22,8 +22,8 @@ from torch_geometric.utils import scatter
 
 from graphs.param_graph import EDGE_TYPES, NodeType
 from metanets.baselines.common import check_task, pad_width, parse_options
+from metanets.config import ModelConfig
 from metanets.conv import mlp
-from metanets.models import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["DeepSets", "DeepSetsConfig"]

@@ -17,7 +17,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from metanets.baselines.common import batch_to_rows, check_task, layout_of, parse_options
-from metanets.models import ModelConfig
+from metanets.config import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["FlatMLP", "FlatMLPConfig"]

@@ -26,8 +26,8 @@ from metanets.baselines.common import (
     rows_to_features,
 )
 from metanets.baselines.nfn_spec import ChainSpec
+from metanets.config import ModelConfig
 from metanets.conv import mlp
-from metanets.models import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["NFN", "NFNConfig", "NPLinear", "np_pool"]

@@ -23,7 +23,7 @@ from torch_geometric.data import Batch
 
 from graphs.layout import Layout
 from metanets.baselines.common import batch_to_rows, check_task, layout_of, parse_options, split_params
-from metanets.models import ModelConfig
+from metanets.config import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["STATISTICS", "StatGBT", "StatNN", "StatNNConfig", "statnn_feature_names", "statnn_features",

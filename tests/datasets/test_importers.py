@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import graphs
+from datasets import cli
+from datasets.cli import main
 from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
 from datasets.importers import checkpoint_dirs, inr_folder, small_cnn_zoo
@@ -212,7 +214,6 @@ def test_checkpoint_dirs_factory_mismatch_names_the_checkpoint(tmp_path):
     (checkpoint_dirs, ["import-checkpoint-dirs", "{src}", "{out}", "--model", "x:y", "--example-input-shape", "1,1"]),
 ])
 def test_import_commands_report_bad_input_in_one_line(tmp_path, capsys, module, argv):
-    from datasets import cli
 
     if module not in cli.COMMANDS:
         pytest.skip(f"{module.__name__} is not registered in datasets.cli yet")
@@ -224,13 +225,11 @@ def test_import_commands_report_bad_input_in_one_line(tmp_path, capsys, module, 
 
 
 def test_convert_hands_external_formats_to_their_importers(tmp_path):
-    from datasets.cli import main
 
     write_small_cnn_zoo(tmp_path / "mnist", gz=True, index_column=True)
     assert main(["convert", str(tmp_path / "mnist"), str(tmp_path / "cnn.h5"), "--quiet"]) == 0
     write_dwsnets_mnist_inrs(tmp_path / "dataset")
     assert main(["convert", str(tmp_path / "dataset" / "mnist-inrs"), str(tmp_path / "inr.h5"), "--quiet"]) == 0
-    from datasets import ZooReader
     with ZooReader(tmp_path / "cnn.h5") as r:
         assert len(r) == 9
     with ZooReader(tmp_path / "inr.h5") as r:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import graphs
+from datasets import cli
 from datasets.hdf5 import ZooReader
 from datasets.zoo import build as build_cmd
 from datasets.zoo.build import build_classifier_zoo
@@ -137,7 +138,6 @@ def test_demo_recipe_spreads_accuracies_and_builds_in_two_minutes(tmp_path):
 
 
 def test_python_m_datasets_build_reports_user_errors_in_one_line(tmp_path, capsys):
-    from datasets import cli
 
     if build_cmd not in cli.COMMANDS:
         pytest.skip("the build command is not registered in datasets.cli yet")

@@ -6,6 +6,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import graphs
+from graphs.batch import batch_to_rows, flatten_state_dicts, rows_to_batch
 from tests.equivariance import assert_exact_round_trip, assert_graph_equivariant, assert_sound
 
 
@@ -145,7 +146,6 @@ def test_graphs_batch_with_pyg_and_unbatch():
 
 
 def test_rows_to_batch_and_back():
-    from graphs.batch import batch_to_rows, flatten_state_dicts, rows_to_batch
 
     nets = [nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
             for _ in range(4)]

@@ -9,7 +9,7 @@ from torch_geometric.data import Batch
 
 import graphs
 from graphs.demo import example_networks
-from metanets import ModelConfig, build_model, load_checkpoint
+from metanets import ModelConfig, build_model, model_from_checkpoint
 from metanets.baselines import (
     ChainSpec,
     StatGBT,
@@ -222,7 +222,6 @@ def test_a_few_steps_lower_the_loss(name, tmp_path):
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
     # a checkpoint rebuilds the model, normalization included, and scores raw graphs
-    path = tmp_path / "ckpt.pt"
-    torch.save({"model_config": cfg.to_dict(), "model": model.state_dict()}, path)
+    ckpt = {"model_config": cfg.to_dict(), "model": model.state_dict()}
     with torch.no_grad():
-        assert torch.allclose(load_checkpoint(str(path))(batch), model.eval()(batch))
+        assert torch.allclose(model_from_checkpoint(ckpt)(batch), model.eval()(batch))

@@ -3,12 +3,18 @@ meta-training lowers the loss, clear errors, and train.py/eval.py/metanets.predi
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
+import eval as eval_script
 import graphs
+import train as train_script
+from datasets.archs import build_module, make_archs, sample_archs
+from datasets.zoo.data import load_digits_data
 from metanets.hyper import GHN, ArchGraph, GHNConfig, full_state_dict, functional_forward, recompute_bn_stats
 from metanets.hyper.meta import GHNLoss
 from tests.equivariance import run
@@ -123,8 +129,6 @@ def test_bn_statistics_are_recomputed_as_cumulative_averages(ghn):
 
 
 def test_meta_training_lowers_the_loss():
-    from datasets.archs import build_module, sample_archs
-    from datasets.zoo.data import load_digits_data
 
     torch.manual_seed(0)
     data = load_digits_data()
@@ -163,7 +167,6 @@ def test_bad_architectures_fail_clearly(ghn):
 
 @pytest.fixture(scope="module")
 def archs_file(tmp_path_factory):
-    from datasets.archs import make_archs
 
     path = tmp_path_factory.mktemp("archs") / "archs.h5"
     make_archs(12, str(path), (1, 8, 8), 10, dataset="digits", seed=0, n_ood=1, families=("cell", "mlp", "vit"),
@@ -172,10 +175,6 @@ def archs_file(tmp_path_factory):
 
 
 def test_train_eval_predict_end_to_end(archs_file, tmp_path):
-    import eval as eval_script
-    import train as train_script
-    from metanets.predict import main as predict_main
-
     out = str(tmp_path / "ghn")
     summary = train_script.main(["--task", "ghn", "--archs", archs_file, "--dataset", "digits", "--epochs", "2",
                                  "--meta-batch", "2", "--max-steps", "3", "--hidden", "16", "--layers", "1",
@@ -191,18 +190,27 @@ def test_train_eval_predict_end_to_end(archs_file, tmp_path):
     user.write_text("import torch\nfrom torch import nn\n"
                     "def make():\n    return nn.Sequential(nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), "
                     "nn.Flatten(), nn.Linear(216, 10))\n")
-    sd = predict_main([os.path.join(out, "best.pt"), str(tmp_path / "my.safetensors"), "--model",
-                       f"{user}:make", "--input-shape", "1,1,8,8", "--bn-data", "digits"])
+    res = eval_script.main([os.path.join(out, "best.pt"), "--save", str(tmp_path / "my.safetensors"), "--model",
+                            f"{user}:make", "--input-shape", "1,1,8,8", "--bn-data", "digits"])
     loaded = graphs.load_checkpoint(str(tmp_path / "my.safetensors"))
-    assert set(loaded) == set(sd) and loaded["1.running_var"].ne(1).any()
+    net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(216, 10))
+    net.load_state_dict(loaded)
+    assert res["parameters"] == sum(p.numel() for p in net.parameters()) and loaded["1.running_var"].ne(1).any()
+    # the old spelling forwards to the new one
+    proc = subprocess.run([sys.executable, "-m", "metanets.predict", os.path.join(out, "best.pt"),
+                           str(tmp_path / "old.safetensors"), "--model", f"{user}:make", "--input-shape", "1,1,8,8"],
+                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__)))))
+    assert proc.returncode == 0, proc.stderr
+    assert "is now `python eval.py" in proc.stderr and "--save" in proc.stderr
+    assert set(graphs.load_checkpoint(str(tmp_path / "old.safetensors"))) == set(loaded)
 
 
-def test_ghn_task_errors(archs_file, tmp_path):
-    import train as train_script
-
+def test_ghn_task_errors(archs_file, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: --archs is required
         train_script.main(["--task", "ghn", "--out", str(tmp_path)])
+    assert "--task ghn needs --archs ARCHS.h5" in capsys.readouterr().err
     pytest.importorskip("mnist1d")  # the optional data extra; installed by make setup
-    with pytest.raises(SystemExit, match="inputs"):  # architectures for 8x8 images, data of length 40
+    with pytest.raises(ValueError, match="inputs"):  # architectures for 8x8 images, data of length 40
         train_script.main(["--task", "ghn", "--archs", archs_file, "--dataset", "mnist1d", "--out", str(tmp_path),
                            "--quiet", "--max-steps", "1"])

@@ -1,0 +1,206 @@
+"""What the metanetwork tasks (predict, classify, edit) share: a zoo, a model from ``metanets``, loaders.
+
+Training reads the zoo's train and validation splits (optionally with random neuron permutations as
+augmentation), builds the metanetwork from a :class:`metanets.ModelConfig`, fits its input
+normalizer on training graphs only, and feeds PyG batches. A subclass says how a batch becomes a
+loss and how predictions become metrics and plots.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+import graphs
+from datasets import ZooDataset
+from datasets.loader import make_loader, set_epoch
+from datasets.transforms import RandomSymmetry
+from graphs.cli import build_from_factory
+from metanets import GRAPH_MODELS, ModelConfig, build_model
+from tasks.base import EvalContext, Task
+from tasks.config import EvalConfig, opt
+
+__all__ = ["MetanetConfig", "MetanetEvalConfig", "MetanetTask", "ZooEval"]
+
+MODELS = (*GRAPH_MODELS, "nfn", "statnn", "mlp", "deepsets")
+
+
+@dataclass
+class MetanetConfig:
+    """Training options of the metanetwork tasks."""
+
+    data: str = opt("", "zoo .h5 file (python -m datasets build / convert / import-*)")
+    model: str = opt("gmn", "metanetwork: gmn | pna | transformer (graph) or a baseline: nfn | statnn | mlp | "
+                     "deepsets", MODELS)
+    target: str = opt("", "label column to learn (default: test_acc for predict, class for classify)")
+    layer_ids: bool = opt(True, "embed parameter (layer) identity; off for zoos that mix architectures")
+    aggr: str = opt("", "gmn layer aggregations, e.g. mean,max (default: GMNConfig's)")
+    edge_depth: int = opt(0, "gmn edge-update depth: 1 (GatedGCN-style) or 2 (two-layer MLP); 0: GMNConfig's")
+    readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
+    augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
+    workers: int = opt(0, "DataLoader worker processes")
+
+    default_target = ""
+
+    def validate(self, common: Any) -> None:
+        """Check the options and make ``data`` absolute (eval.py finds it from any folder)."""
+        if not self.data:
+            raise ValueError("--data ZOO.h5 is required")
+        if self.edge_depth not in (0, 1, 2):
+            raise ValueError(f"--edge-depth {self.edge_depth}: choose 1 (GatedGCN-style) or 2 (two-layer MLP)")
+        if self.readout_stats and self.model not in GRAPH_MODELS:
+            raise ValueError(f"--readout-stats needs a graph model (gmn, pna, transformer), not {self.model}")
+        self.data = os.path.abspath(self.data)
+        self.target = self.target or self.default_target
+
+
+@dataclass
+class MetanetEvalConfig:
+    """Evaluation options of the metanetwork tasks."""
+
+    data: str = opt("", "zoo .h5 (default: the one it was trained on)")
+    split: str = opt("test", "split to evaluate")
+    predict: str = opt("", "score your own checkpoints: a folder (or file) of .pt/.pth/.safetensors; "
+                       "--model names their architecture")
+
+    def validate(self, common: Any) -> None:
+        """``--predict`` needs ``--model``."""
+        if self.predict and not common.model:
+            raise ValueError("--predict needs --model module:factory (the architecture of those checkpoints)")
+
+
+@dataclass
+class ZooEval:
+    """Evaluation data: a zoo split, or graphs of user checkpoints (``paths`` set)."""
+
+    loader: Any
+    data: str
+    split: str
+    paths: list[str] | None = None
+
+
+class MetanetTask(Task):
+    """A metanetwork on a zoo; subclasses define the loss, the metrics and the report."""
+
+    Config = MetanetConfig
+    EvalConfig = MetanetEvalConfig
+
+    # ---------------------------------------------------------------- train
+    def load_data(self) -> None:
+        """The zoo's train/val splits as loaders; layouts, graph width and the output size."""
+        tc, cfg, run = self.tc, self.cfg, self.run
+        self.labels = [tc.target] if tc.target else []
+        transform = RandomSymmetry() if tc.augment else None
+        self.train_ds = ZooDataset(tc.data, cfg.train_split, labels=self.labels, transform=transform)
+        self.val_ds = ZooDataset(tc.data, cfg.val_split, labels=self.labels)
+        self.layouts = list(self.train_ds.layouts.values())
+        self.single = len(self.layouts) == 1
+        if tc.readout_stats and not self.single:
+            raise ValueError("--readout-stats needs a zoo of one architecture (per-tensor statistics are per layout)")
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(self.train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, rank=run.rank,
+                                        world=run.world, workers=tc.workers, pin_memory=pin)
+        self.val_loader = make_loader(self.val_ds, cfg.batch_size, workers=tc.workers, pin_memory=pin)
+
+    def out_dim(self) -> int:
+        """Outputs per graph."""
+        return 1
+
+    def model_config(self) -> dict[str, Any]:
+        """The :class:`metanets.ModelConfig` of this zoo and these options, as a dict."""
+        return self.mcfg.to_dict()
+
+    def build_model(self) -> nn.Module:
+        """The metanetwork, its normalizer fitted on (at most 50 batches of) training graphs."""
+        tc, cfg, lay = self.tc, self.cfg, self.layouts[0]
+        mcfg = ModelConfig(name=tc.model, task=self.name, out_dim=self.out_dim(),
+                           num_params=lay.num_params if self.single else 0,
+                           num_norm_keys=len(lay.params) if self.single else len(graphs.EDGE_TYPES),
+                           normalize_by="param" if self.single else "type",
+                           layout_json=lay.to_json() if self.single else None)
+        mcfg.gmn.hidden, mcfg.gmn.layers = cfg.hidden, cfg.layers
+        mcfg.gmn.width = max(graphs.compile_layout(x).width for x in self.layouts)
+        mcfg.gmn.max_layers = len(lay.params) if (self.single and tc.layer_ids) else 0
+        mcfg.gmn.aggr = tc.aggr or mcfg.gmn.aggr
+        mcfg.gmn.edge_depth = tc.edge_depth or mcfg.gmn.edge_depth
+        mcfg.gmn.readout_stats = tc.readout_stats
+        mcfg.baseline.setdefault("hidden", cfg.hidden)
+        self.mcfg = mcfg
+        model = build_model(mcfg)
+        stats_batches = (b for _, b in zip(range(50), make_loader(self.train_ds, 64), strict=False))
+        model.normalizer.fit(stats_batches)  # training-split statistics only
+        return model.to(self.device)
+
+    def steps_per_epoch(self) -> int:
+        """Batches of this rank's shard."""
+        return len(self.train_loader)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        """This rank's shuffled training batches, on the device."""
+        set_epoch(self.train_loader, epoch)
+        for batch in self.train_loader:
+            yield batch.to(self.device, non_blocking=True)
+
+    def describe(self, model: nn.Module) -> str:
+        """Sizes, model, device, target."""
+        return (f"train: {len(self.train_ds)} graphs, val: {len(self.val_ds)}; model {self.tc.model} "
+                f"({sum(p.numel() for p in model.parameters()):,} weights) on {self.run.describe()}"
+                + (f"; target {self.tc.target}" if self.tc.target else ""))
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The label columns the model predicts."""
+        return {"label_names": self.labels}
+
+    @torch.no_grad()
+    def predictions(self, model: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+        """Model outputs and labels over every batch of ``loader``."""
+        model.eval()
+        preds, trues = [], []
+        for batch in loader:
+            batch = batch.to(self.device, non_blocking=True)
+            with self.run.autocast():
+                out = model(batch)
+            preds.append(out.float().cpu().numpy())
+            trues.append(batch.y.float().cpu().numpy())
+        return np.concatenate(preds), np.concatenate(trues)
+
+    # ----------------------------------------------------------------- eval
+    @classmethod
+    def eval_data(cls, ctx: EvalContext) -> ZooEval:
+        """A split of the zoo (``--data``, else the training zoo), or the graphs of ``--predict`` files."""
+        if ctx.options.predict:
+            return cls._user_graphs(ctx.options.predict, ctx.common)
+        data = ctx.options.data or ctx.task_cfg.data
+        ds = ZooDataset(data, ctx.options.split, labels=[ctx.task_cfg.target] if ctx.task_cfg.target else [])
+        return ZooEval(make_loader(ds, ctx.common.batch_size), data, ctx.options.split)
+
+    @staticmethod
+    def _user_graphs(root: str, ecfg: EvalConfig) -> ZooEval:
+        layout = graphs.trace(*build_from_factory(ecfg.model, ecfg.input_shape))
+        paths = [root] if os.path.isfile(root) else sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))
+        if not paths:
+            raise ValueError(f"no .pt/.pth/.safetensors files under {root}")
+        data = [graphs.to_graph(graphs.load_checkpoint(p), layout) for p in paths]
+        return ZooEval([Batch.from_data_list(data[i:i + ecfg.batch_size]) for i in range(0, len(data),
+                                                                                        ecfg.batch_size)],
+                       root, "files", paths)
+
+    @classmethod
+    @torch.no_grad()
+    def outputs(cls, model: nn.Module, data: ZooEval, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model outputs (and labels, for zoo splits) on the evaluation data."""
+        preds, trues = [], []
+        for batch in data.loader:
+            batch = batch.to(ctx.runtime.device)
+            preds.append(model(batch).float().cpu().numpy())
+            if data.paths is None:
+                trues.append(batch.y.float().cpu().numpy())
+        return np.concatenate(preds), (np.concatenate(trues) if trues else None)
