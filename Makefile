@@ -41,7 +41,7 @@ demo: $(STAMP)
 	print(f\"demo: gmn kendall_tau={g['kendall_tau']:.3f} statnn kendall_tau={s['kendall_tau']:.3f}\")"
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check graphs datasets metanets tests benchmarks train.py eval.py
+	$(BIN)/python -m ruff check graphs datasets metanets tasks tests benchmarks train.py eval.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/convert.py

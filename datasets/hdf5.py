@@ -71,6 +71,12 @@ class ZooReader:
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        self._check_format()
+        self._check_index()
+        self._check_architectures()
+        self._check_columns()
+
+    def _check_format(self) -> None:
         f, path = self.file, self.path
         fmt = f.attrs.get("format")
         if isinstance(fmt, bytes):
@@ -78,7 +84,12 @@ class ZooReader:
         if fmt != FORMAT:
             raise ZooFormatError(f"{path} is an HDF5 file but not a weightgraph zoo (format attribute: {fmt!r}); "
                                  "convert your models with `python -m datasets convert`")
-        version = int(f.attrs.get("format_version", -1))
+        raw = f.attrs.get("format_version", -1)
+        try:
+            version = int(raw)
+        except (TypeError, ValueError):
+            raise ZooFormatError(f"{path} has a format_version attribute {raw!r} that is not a number; the file "
+                                 f"is damaged or foreign: {_REBUILD}") from None
         if version > FORMAT_VERSION:
             raise ZooFormatError(f"{path} uses zoo format version {version}, newer than this weightgraph reads "
                                  f"({FORMAT_VERSION}); upgrade weightgraph")
@@ -88,6 +99,9 @@ class ZooReader:
         for group in ("layouts", "arch", "models", "labels", "splits"):
             if group not in f:
                 raise ZooFormatError(f"{path} has no /{group} group; {_REBUILD}")
+
+    def _check_index(self) -> None:
+        f, path = self.file, self.path
         n = self.num_models = int(f.attrs["num_models"])
         self.zoo_id = str(f.attrs.get("zoo_id", ""))
         self.fingerprints: tuple[str, ...] = tuple(s.decode() for s in f["models/fingerprints"][...])
@@ -98,6 +112,9 @@ class ZooReader:
                                  + _REBUILD)
         if n and (self.model_arch.min() < 0 or self.model_arch.max() >= len(self.fingerprints)):
             raise ZooFormatError(f"{path}: /models/arch points past /models/fingerprints; {_REBUILD}")
+
+    def _check_architectures(self) -> None:
+        f, path = self.file, self.path
         for a, fp in enumerate(self.fingerprints):
             if fp not in f["layouts"] or fp not in f["arch"]:
                 raise ZooFormatError(f"{path}: architecture {fp} has no /layouts or /arch entry; {_REBUILD}")
@@ -109,6 +126,9 @@ class ZooReader:
             num_int = int(f[f"arch/{fp}"].attrs.get("num_int", 0))
             if num_int and f[f"arch/{fp}/ints"].shape != (params.shape[0], num_int):
                 raise ZooFormatError(f"{path}: /arch/{fp}/ints does not match its params; {_REBUILD}")
+
+    def _check_columns(self) -> None:
+        f, path, n = self.file, self.path, self.num_models
         for name, ds in f["labels"].items():
             if ds.shape != (n,) or ds.attrs.get("kind") not in LABEL_KINDS:
                 raise ZooFormatError(f"{path}: label column {name!r} has shape {ds.shape} / kind "

@@ -31,14 +31,27 @@ def flatten_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], layou
     return out
 
 
-def gather_features(rows: torch.Tensor, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """Node and edge features of ``rows [B, num_params]``: ``(x [B*N, K], edge_attr [B*E, K])``, one gather each."""
+def gather_features(rows: torch.Tensor, layout: Layout, width: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node and edge features of flat parameter rows, one gather each (the inverse of :func:`batch_to_rows`).
+
+    Args:
+        rows: ``[B, num_params]``.
+        layout: Their layout.
+        width: Feature width of the result (``>= K``, zero-padded); the layout's ``K`` by default.
+
+    Returns:
+        ``(x [B * N, width], edge_attr [B * E, width])``.
+    """
     c = compile_layout(layout)
     b = rows.shape[0]
     ext = torch.cat([rows, rows.new_zeros(b, 1)], 1)  # index num_params is the zero padding
     # index_select rather than ext[:, idx]: a plain gather, several times cheaper for small graphs
     x = ext.index_select(1, c.node_gather.to(rows.device)).reshape(b * c.num_nodes, c.width)
     edge_attr = ext.index_select(1, c.edge_gather.to(rows.device)).reshape(-1, c.width)
+    if width is not None and width > c.width:
+        x = torch.nn.functional.pad(x, (0, width - c.width))
+        edge_attr = torch.nn.functional.pad(edge_attr, (0, width - c.width))
     return x, edge_attr
 
 

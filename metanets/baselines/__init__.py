@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from metanets.baselines.common import batch_to_rows, rows_to_features, split_params
+from metanets.baselines.common import batch_to_rows, split_params
 from metanets.baselines.deepsets import DeepSets, DeepSetsConfig
 from metanets.baselines.flat_mlp import FlatMLP, FlatMLPConfig
 from metanets.baselines.nfn import NFN, NFNConfig, NPLinear
@@ -18,7 +18,7 @@ from metanets.config import ModelConfig
 
 __all__ = [
     "BASELINES", "ChainSpec", "DeepSets", "DeepSetsConfig", "FlatMLP", "FlatMLPConfig", "NFN", "NFNConfig",
-    "NPLinear", "StatGBT", "StatNN", "StatNNConfig", "batch_to_rows", "build_baseline", "rows_to_features",
+    "NPLinear", "StatGBT", "StatNN", "StatNNConfig", "batch_to_rows", "build_baseline",
     "split_params", "statnn_feature_names", "statnn_features",
 ]
 

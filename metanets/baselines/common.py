@@ -3,7 +3,7 @@
 Baselines that see a network as a vector or as a list of tensors (flat MLP, StatNN, NFN) read a
 batch of ParamGraphs of one layout back into rows of the flat parameter vector with one gather
 (the compiled ``inverse`` index of :func:`graphs.compile_layout`), and editing models write rows
-back into graph features with the compiled ``edge_gather``/``node_gather``. Both directions are
+back into graph features with :func:`graphs.batch.gather_features`. Both directions are
 differentiable and do no per-graph Python work.
 """
 
@@ -23,7 +23,7 @@ from metanets.config import ModelConfig
 from metanets.normalize import Normalizer
 
 __all__ = ["batch_to_rows", "check_task", "flat_norm_keys", "flat_scale", "layout_of",
-           "pad_width", "parse_options", "rows_to_features", "split_params"]
+           "pad_width", "parse_options", "split_params"]
 
 T = TypeVar("T")
 
@@ -62,28 +62,6 @@ def batch_to_rows(batch: Batch, layout: Layout) -> torch.Tensor:
                                   f"model was built for {layout.name or ''}#{layout.fingerprint}; it works on one "
                                   f"architecture only")
     return graphs_batch_to_rows(batch, layout)
-
-
-def rows_to_features(rows: torch.Tensor, layout: Layout, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse of :func:`batch_to_rows`: graph features of flat rows, with the compiled gathers.
-
-    Args:
-        rows: ``[B, num_params]``.
-        layout: Their layout.
-        width: Feature width of the result (``>= K``; zero-padded); the layout's ``K`` by default.
-
-    Returns:
-        ``(edge_attr [B * E, width], x [B * N, width])``.
-    """
-    c = compile_layout(layout)
-    b = rows.shape[0]
-    ext = torch.cat([rows, rows.new_zeros(b, 1)], dim=1)  # index P is the zero of padding slots
-    edge_attr = ext[:, c.edge_gather.to(rows.device)].reshape(-1, c.width)
-    x = ext[:, c.node_gather.to(rows.device)].reshape(-1, c.width)
-    if width is not None and width > c.width:
-        edge_attr = torch.nn.functional.pad(edge_attr, (0, width - c.width))
-        x = torch.nn.functional.pad(x, (0, width - c.width))
-    return edge_attr, x
 
 
 def split_params(rows: torch.Tensor, layout: Layout) -> list[torch.Tensor]:

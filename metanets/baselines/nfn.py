@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from graphs.batch import gather_features
 from metanets.baselines.common import (
     batch_to_rows,
     check_task,
@@ -23,7 +24,6 @@ from metanets.baselines.common import (
     flat_scale,
     layout_of,
     parse_options,
-    rows_to_features,
 )
 from metanets.baselines.nfn_spec import ChainSpec
 from metanets.config import ModelConfig
@@ -222,5 +222,5 @@ class NFN(nn.Module):
         rows = batch_to_rows(batch, self.layout)
         new = rows + delta * flat_scale(self.normalizer, self.norm_keys).to(rows.dtype)
         out = batch.clone()
-        out.edge_attr, out.x = rows_to_features(new, self.layout, batch.edge_attr.shape[1])
+        out.x, out.edge_attr = gather_features(new, self.layout, batch.edge_attr.shape[1])
         return out

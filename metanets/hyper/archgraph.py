@@ -158,6 +158,38 @@ def _leaves(layout: Layout, label, offsets: np.ndarray) -> tuple[list[list[int]]
     return rows, blocks, atoms
 
 
+def _axis_index(layout: Layout, label, offsets: np.ndarray) -> tuple[AxisIndex, set[int]]:
+    """The units (padded with -1 where rows differ in length) of one parameter axis, and its group atoms."""
+    groups = layout.groups
+    rows, blocks, atoms = _leaves(layout, label, offsets)
+    width = max(len(r) for r in rows)
+    if all(len(r) == width for r in rows):
+        units = torch.tensor(rows, dtype=torch.long).reshape(len(rows), width)
+    else:
+        units = torch.full((len(rows), width), -1, dtype=torch.long)
+        for u, r in enumerate(rows):
+            units[u, :len(r)] = torch.tensor(r, dtype=torch.long)
+    movable = any(not groups[a].fixed and groups[a].size > 1 for a in atoms)
+    span = None
+    if width == 1 and torch.equal(units[:, 0], torch.arange(int(units[0, 0]), int(units[0, 0]) + len(rows))):
+        span = (int(units[0, 0]), len(rows))
+    return AxisIndex(units, torch.tensor(blocks, dtype=torch.long), movable, any(blocks), span), atoms
+
+
+def _virtual_edges(tensor_groups: list[set[int]], num_groups: int, hops: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of tensors at distance 2..hops (tensors sharing a group are at distance 1) and their distances."""
+    r = [p_i for p_i, t in enumerate(tensor_groups) for _ in t]
+    c = [a for t in tensor_groups for a in t]
+    inc = csr_matrix((np.ones(len(r)), (r, c)), shape=(len(tensor_groups), max(num_groups, 1)))
+    adj = (inc @ inc.T).tocsr()
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    dist = dijkstra(adj, unweighted=True, limit=hops)
+    ii, jj = np.nonzero((dist >= 2) & (dist <= hops))
+    return ii, jj, dist[ii, jj].astype(np.int64)
+
+
 def _build(layout: Layout, hops: int) -> ArchGraph:
     groups, params = layout.groups, layout.params
     G, P = len(groups), len(params)
@@ -191,19 +223,8 @@ def _build(layout: Layout, hops: int) -> ArchGraph:
         touched: set[int] = set()
         p_axes = []
         for j, label in enumerate(p.axes):
-            rows, blocks, atoms = _leaves(layout, label, offsets)
-            width = max(len(r) for r in rows)
-            if all(len(r) == width for r in rows):
-                units = torch.tensor(rows, dtype=torch.long).reshape(len(rows), width)
-            else:
-                units = torch.full((len(rows), width), -1, dtype=torch.long)
-                for u, r in enumerate(rows):
-                    units[u, :len(r)] = torch.tensor(r, dtype=torch.long)
-            movable = any(not groups[a].fixed and groups[a].size > 1 for a in atoms)
-            span = None
-            if width == 1 and torch.equal(units[:, 0], torch.arange(int(units[0, 0]), int(units[0, 0]) + len(rows))):
-                span = (int(units[0, 0]), len(rows))
-            p_axes.append(AxisIndex(units, torch.tensor(blocks, dtype=torch.long), movable, any(blocks), span))
+            index, atoms = _axis_index(layout, label, offsets)
+            p_axes.append(index)
             kind = 0 if j == out_ax else 1 if j == in_ax else 2
             for a in sorted(atoms):
                 if groups[a].spatial:
@@ -220,20 +241,10 @@ def _build(layout: Layout, hops: int) -> ArchGraph:
         feat[a, F - 2] = float(np.mean(pos)) / max(P - 1, 1) if pos else 0.0
     # virtual edges between tensors at distance 2..hops (tensors sharing a group are at distance 1)
     if P > 1 and hops >= 2:
-        r, c = [], []
-        for p_i, t in enumerate(tensor_groups):
-            for a in t:
-                r.append(p_i)
-                c.append(a)
-        inc = csr_matrix((np.ones(len(r)), (r, c)), shape=(P, max(G, 1)))
-        adj = (inc @ inc.T).tocsr()
-        adj.setdiag(0)
-        adj.eliminate_zeros()
-        dist = dijkstra(adj, unweighted=True, limit=hops)
-        ii, jj = np.nonzero((dist >= 2) & (dist <= hops))
+        ii, jj, d = _virtual_edges(tensor_groups, G, hops)
         src += (G + ii).tolist()
         dst += (G + jj).tolist()
-        etype += (6 + dist[ii, jj].astype(np.int64) - 1).tolist()
+        etype += (6 + d - 1).tolist()
     return ArchGraph(
         layout=layout,
         node_feat=torch.from_numpy(feat),

@@ -8,13 +8,13 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import graphs
+from graphs.batch import gather_features
 from graphs.demo import example_networks
 from metanets import ModelConfig, build_model, model_from_checkpoint
 from metanets.baselines import (
     ChainSpec,
     StatGBT,
     batch_to_rows,
-    rows_to_features,
     split_params,
     statnn_feature_names,
     statnn_features,
@@ -92,7 +92,7 @@ def test_batch_to_rows_matches_graph_to_vector(arch):
         rows = batch_to_rows(batch, layout)
         want = torch.stack([graphs.graph_to_vector(g) for g in batch.to_data_list()])
         assert torch.equal(rows, want) and torch.equal(rows, torch.stack(vecs).double().to(rows.dtype))
-    edge_attr, x = rows_to_features(rows, layout, width=12)  # padded back, as a dataset's feature_width does
+    x, edge_attr = gather_features(rows, layout, width=12)  # padded back, as a dataset's feature_width does
     batch.edge_attr, batch.x = edge_attr, x
     assert torch.equal(batch_to_rows(batch, layout), rows)
     shapes = [tuple(t.shape) for t in split_params(rows, layout)]
