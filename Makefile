@@ -32,8 +32,8 @@ demo: $(STAMP)
 	$(BIN)/python -m datasets build digits-cnn-demo $(DEMO)/zoo.h5 --n-runs 160 --quiet
 	$(BIN)/python -m datasets info $(DEMO)/zoo.h5 --plot $(DEMO)/zoo.png
 	$(BIN)/python -m graphs demo
-	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model gmn --epochs $(DEMO_EPOCHS) --out $(DEMO)/gmn --quiet
-	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model statnn --epochs $(DEMO_EPOCHS) --out $(DEMO)/statnn --quiet
+	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model gmn --epochs $(DEMO_EPOCHS) --out $(DEMO)/gmn --overwrite --quiet
+	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model statnn --epochs $(DEMO_EPOCHS) --out $(DEMO)/statnn --overwrite --quiet
 	$(BIN)/python eval.py $(DEMO)/gmn/best.pt
 	$(BIN)/python eval.py $(DEMO)/statnn/best.pt
 	@$(BIN)/python -c "import json; g, s = (json.load(open('$(DEMO)/' + m + '/metrics.json')) for m in ('gmn', 'statnn')); \

@@ -97,7 +97,7 @@ def run(task: str, model: str, data: str, lr: float, wd: float, seed: int, args:
            *VARIANTS.get(model, ["--model", model]), "--epochs", str(task_epochs(args.epochs, task)),
            "--lr", str(lr), "--weight-decay", str(wd), "--hidden", str(hidden), "--layers", str(args.layers),
            "--seed", str(seed), "--out", out, "--quiet", "--threads", str(args.threads), "--device", args.device,
-           *extra]
+           "--overwrite", *extra]
     subprocess.run(cmd, check=True)  # its own process: peak memory is this run's alone
     subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), os.path.join(out, "best.pt"), "--split", "test",
                     "--no-plot", "--threads", str(args.threads), "--device", args.device], check=True,

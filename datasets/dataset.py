@@ -152,6 +152,35 @@ class ZooDataset(Dataset):
                     g[key] = self._pad(g[key])
         return g
 
+    def nonfinite(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks over this split's items: a NaN/Inf numeric label, a NaN/Inf weight.
+
+        Reads every row of the split once (in chunks of ``chunk`` rows, in file order).
+        """
+        bad_label = ~torch.isfinite(self._y).all(1).numpy() if self._y.shape[1] else np.zeros(len(self), bool)
+        bad_weight = np.zeros(len(self), bool)
+        params, ints = self._open()
+        for a in np.unique(self._arch):
+            pos = np.flatnonzero(self._arch == a)
+            fp = self.fingerprints[a]
+            for start in range(0, len(pos), chunk):
+                block = pos[start:start + chunk]
+                rows, _ = _read_rows(params[fp], ints[fp], self._row[block])
+                bad_weight[block] = ~np.isfinite(rows).all(1)
+        return bad_label, bad_weight
+
+    def subset(self, keep: np.ndarray) -> ZooDataset:
+        """A copy holding the items where the boolean mask ``keep`` is true (same file, labels, transforms)."""
+        keep = np.asarray(keep, dtype=bool)
+        out = copy.copy(self)
+        out.indices, out._arch, out._row = self.indices[keep], self._arch[keep], self._row[keep]
+        tk = torch.from_numpy(keep)
+        out._y = self._y[tk]
+        out._columns = {n: ([v for v, k in zip(c, keep, strict=True) if k] if isinstance(c, list) else c[tk])
+                        for n, c in self._columns.items()}
+        out._handle, out._prototypes = None, {}
+        return out
+
     def get_batch(self, positions: Sequence[int]) -> Batch:
         """Items ``positions`` as one PyG ``Batch``, equal to ``Batch.from_data_list([self[i] ...])``.
 

@@ -137,10 +137,14 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_config"), dict) or "model" not in ckpt:
         raise ValueError("not a weightgraph metanetwork checkpoint (it needs model_config and model entries)")
     mcfg = ckpt["model_config"]
-    if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
-        model = GHN(GHNConfig(**mcfg["ghn"]))
-    else:
-        model = build_model(ModelConfig.from_dict(mcfg))
+    try:
+        if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
+            model = GHN(GHNConfig(**mcfg["ghn"]))
+        else:
+            model = build_model(ModelConfig.from_dict(mcfg))
+    except TypeError as exc:  # a key the config dataclasses do not have
+        raise ValueError(f"the checkpoint's model_config does not fit this version of weightgraph ({exc}); "
+                         "use the version that wrote it, or retrain") from exc
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -17,7 +17,7 @@ loss, metrics, report and plots.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -63,6 +63,7 @@ class Report:
         json_name: File name of the JSON.
         plot_name: File name of the plot.
         digits: Decimals of the numbers in the table.
+        files: Further files the evaluation wrote (per-model predictions, edited networks).
     """
 
     title: str
@@ -73,6 +74,7 @@ class Report:
     json_name: str = "metrics.json"
     plot_name: str = "plot.png"
     digits: int = 4
+    files: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         """The title and a markdown table."""

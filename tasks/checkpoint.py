@@ -12,6 +12,8 @@ Checkpoints written before tasks were modules stored every option of every task 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -26,11 +28,24 @@ __all__ = ["load_model", "read_checkpoint", "save_checkpoint", "task_config"]
 T = TypeVar("T")
 
 
+def checksum(ckpt: dict[str, Any]) -> str:
+    """SHA-256 of the model's tensors (names, dtypes, shapes, bytes) and of its model and training configs."""
+    h = hashlib.sha256()
+    for name in sorted(ckpt["model"]):
+        t = ckpt["model"][name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(json.dumps([ckpt.get("model_config"), ckpt.get("train_config")], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def save_checkpoint(ckpt: dict[str, Any], path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, flushed, then renamed into place.
 
-    An interrupted save never leaves a truncated ``best.pt`` where a good one was.
+    An interrupted save never leaves a truncated ``best.pt`` where a good one was. The checkpoint
+    gets a ``checksum`` of its model and configs, which :func:`read_checkpoint` verifies.
     """
+    ckpt = {**ckpt, "checksum": checksum(ckpt)}
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -61,6 +76,14 @@ def read_checkpoint(path: str) -> dict[str, Any]:
             or not isinstance(ckpt["train_config"], dict):
         raise ValueError(f"{path} is not a weightgraph metanetwork checkpoint (it lacks model/model_config/"
                          "train_config); pass a best.pt or last.pt written by train.py")
+    if "checksum" in ckpt:  # checkpoints written before checksums have none
+        try:
+            ok = ckpt["checksum"] == checksum(ckpt)
+        except Exception:  # a damaged entry (not a tensor, not JSON-able) fails the check too
+            ok = False
+        if not ok:
+            raise ValueError(f"{path} is damaged: its model weights or configs do not match the checksum written "
+                             "with them; use another checkpoint (last.pt / best.pt) or retrain")
     ckpt.setdefault("task", ckpt["train_config"].get("task", "predict"))
     return ckpt
 

@@ -9,18 +9,23 @@ flag that belongs to another task is an error that names its task, so no option 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-__all__ = ["EvalConfig", "TrainConfig", "build_parser", "opt", "parse"]
+import yaml
+
+__all__ = ["EvalConfig", "TrainConfig", "build_parser", "from_dict", "load_config_file", "opt", "parse"]
 
 _TYPES = {"int": int, "float": float, "str": str}
 
 
-def opt(default: Any, help: str, choices: Sequence | None = None) -> Any:  # noqa: A002 (argparse's name)
-    """A config field with its command-line help (and allowed values)."""
-    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None})
+def opt(default: Any, help: str, choices: Sequence | None = None, aliases: Sequence[str] = ()) -> Any:  # noqa: A002
+    """A config field with its command-line help (and allowed values, and other spellings of its flag)."""
+    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None,
+                                            "aliases": tuple(aliases)})
 
 
 @dataclass
@@ -45,6 +50,9 @@ class TrainConfig:
     val_split: str = opt("val", "split to validate on (selects best.pt)")
     max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)")
     quiet: bool = opt(False, "no progress bars or per-epoch lines")
+    config: str = opt("", "read options from a config.yaml (or train_summary.json) a run wrote; flags override it")
+    resume: bool = opt(False, "continue the run in --out from its last.pt (same options)")
+    overwrite: bool = opt(False, "replace the run in --out (checkpoints, logs, metrics, plots) instead of refusing")
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option."""
@@ -54,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"--batch-size {self.batch_size}: give at least 1")
         if self.max_steps < 0:
             raise ValueError(f"--max-steps {self.max_steps}: give 0 (no limit) or a positive number")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one")
 
 
 @dataclass
@@ -67,7 +77,8 @@ class EvalConfig:
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     no_plot: bool = opt(False, "skip the plots")
     model: str = opt("", "module:factory building your own network (--predict, --save)")
-    input_shape: list = opt(None, "example input shape to trace --model with, e.g. 1,3,32,32 (repeat for several)")
+    input_shape: list = opt(None, "example input shape to trace --model with, e.g. 1,3,32,32 (repeat for several)",
+                            aliases=("--example-input-shape",))
 
 
 def _flag(name: str) -> str:
@@ -89,7 +100,7 @@ def _add(group, f: Field, task_default: bool) -> None:
             kwargs["choices"] = meta["choices"]
     if f.default not in (MISSING, "", None) and f.type != "bool":
         kwargs["help"] += f" (default: {f.default})"
-    group.add_argument(_flag(f.name), dest=f.name, **kwargs)
+    group.add_argument(_flag(f.name), *meta.get("aliases", ()), dest=f.name, **kwargs)
 
 
 def build_parser(common: type, task_configs: Mapping[str, type], description: str,
@@ -123,32 +134,76 @@ def build_parser(common: type, task_configs: Mapping[str, type], description: st
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, namespace: argparse.Namespace, common: type,
-          task_configs: Mapping[str, type], task: str | None = None) -> tuple[Any, Any]:
-    """``(common config, the task's config)`` from parsed arguments.
+def load_config_file(path: str, common: type, task_configs: Mapping[str, type]) -> dict[str, Any]:
+    """The options in a ``config.yaml`` or ``train_summary.json`` a run wrote (``{"config": {...}}`` or flat).
 
-    The task is ``task`` when given (eval: the checkpoint's), else the ``--task`` option. Options of
-    other tasks and invalid values are ``parser.error`` (one line, exit code 2).
+    Keys that are neither common options nor options of the file's task are dropped (older runs
+    stored every task's options).
+
+    Raises:
+        ValueError: No such file, or not a YAML/JSON mapping of options.
     """
-    ns = vars(namespace)
-    name = task or ns.get("task")
+    if not os.path.isfile(path):
+        raise ValueError(f"--config {path}: no such file")
+    try:
+        with open(path) as f:
+            d = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"--config {path} is not readable YAML/JSON ({str(exc).splitlines()[0]})") from exc
+    d = d.get("config", d) if isinstance(d, dict) else d
+    if not isinstance(d, dict):
+        raise ValueError(f"--config {path} holds no mapping of options (write it as option: value lines)")
+    known = {f.name for f in fields(common)}
+    cls = task_configs.get(d.get("task", ""))
+    known |= {f.name for f in fields(cls)} if cls else set()
+    return {k: v for k, v in d.items() if k in known and k not in ("config", "resume", "overwrite")}
+
+
+def from_dict(common: type, task_configs: Mapping[str, type], values: Mapping[str, Any],
+              task: str | None = None) -> tuple[Any, Any]:
+    """``(common config, task config)`` from a flat mapping of options (the Python API of the scripts).
+
+    Raises:
+        ValueError: An unknown task, an option of another task or of no task, or an invalid value.
+    """
+    name = task or values.get("task", "predict")
     if name not in task_configs:
-        parser.error(f"--task {name}: choose {', '.join(list(task_configs)[:-1])} or {list(task_configs)[-1]}")
+        raise ValueError(f"--task {name}: choose {', '.join(list(task_configs)[:-1])} or {list(task_configs)[-1]}")
     cls = task_configs[name]
     mine = {f.name for f in fields(cls)}
     common_names = {f.name for f in fields(common)}
-    given = {k: v for k, v in ns.items() if k not in common_names and v is not None}
+    given = {k: v for k, v in values.items() if k not in common_names and v is not None}
     foreign = sorted(set(given) - mine)
     if foreign:
         owners = [t for t, c in task_configs.items() if foreign[0] in {f.name for f in fields(c)}]
-        parser.error(f"{_flag(foreign[0])} is an option of --task {' / '.join(owners)}, not of --task {name}")
+        if not owners:
+            raise ValueError(f"{_flag(foreign[0])} is not an option of any task")
+        raise ValueError(f"{_flag(foreign[0])} is an option of --task {' / '.join(owners)}, not of --task {name}")
+    cfg = common(**{k: values[k] for k in common_names if k in values})
+    task_cfg = cls(**{k: given[k] for k in mine & set(given)})
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    if hasattr(task_cfg, "validate"):
+        task_cfg.validate(cfg)
+    return cfg, task_cfg
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, common: type,
+          task_configs: Mapping[str, type], task: str | None = None) -> tuple[Any, Any]:
+    """``(common config, the task's config)`` from the command line ``argv``.
+
+    With ``--config FILE`` (train.py), the file's options are the defaults and the flags given
+    override them. The task is ``task`` when given (eval: the checkpoint's), else the ``--task``
+    option. Options of other tasks and invalid values are ``parser.error`` (one line, exit code 2).
+    """
+    ns = parser.parse_args(argv)
+    if getattr(ns, "config", ""):
+        try:
+            parser.set_defaults(**load_config_file(ns.config, common, task_configs))
+        except ValueError as exc:
+            parser.error(str(exc))
+        ns = parser.parse_args(argv)
     try:
-        cfg = common(**{k: ns[k] for k in common_names})
-        task_cfg = cls(**{k: given[k] for k in mine & set(given)})
-        if hasattr(cfg, "validate"):
-            cfg.validate()
-        if hasattr(task_cfg, "validate"):
-            task_cfg.validate(cfg)
+        return from_dict(common, task_configs, vars(ns), task)
     except ValueError as exc:
         parser.error(str(exc))
-    return cfg, task_cfg

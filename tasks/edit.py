@@ -87,7 +87,7 @@ class EditTask(MetanetTask):
                              "edits a zoo split (drop --predict)")
         layout = graphs.Layout.from_json(ctx.ckpt["model_config"]["layout_json"])
         renderer = SirenRenderer(layout, (task_cfg.image_size, task_cfg.image_size)).to(runtime.device)
-        sq, sq0, n, shown = 0.0, 0.0, 0, None
+        sq, sq0, n, shown, files = 0.0, 0.0, 0, None, []
         os.makedirs(os.path.join(out, "edited"), exist_ok=True)
         for batch in data.loader:
             batch = batch.to(runtime.device)
@@ -98,7 +98,8 @@ class EditTask(MetanetTask):
             sq0 += float((before - target).square().mean((1, 2)).sum())
             for i in range(min(batch.num_graphs, n_write - n)):
                 sd = graphs.unflatten_state_dict(edited[i].cpu(), layout)
-                graphs.save_checkpoint(sd, os.path.join(out, "edited", f"{int(batch.zoo_index[i])}.safetensors"))
+                files.append(os.path.join(out, "edited", f"{int(batch.zoo_index[i])}.safetensors"))
+                graphs.save_checkpoint(sd, files[-1])
             if shown is None:
                 shown = (before[:6].cpu(), target[:6].cpu(), after[:6].cpu())
             n += batch.num_graphs
@@ -109,4 +110,5 @@ class EditTask(MetanetTask):
                       header=["metric", "value"], rows=[[k, v] for k, v in metrics.items()],
                       result={"data": os.path.abspath(data.data), "split": data.split, "model": task_cfg.model,
                               "task": "edit", "target": task_cfg.target, **metrics},
-                      plot=lambda path: plots.edit_grid(shown, path, title), plot_name=f"{data.split}_edit.png")
+                      plot=lambda path: plots.edit_grid(shown, path, title), plot_name=f"{data.split}_edit.png",
+                      files=files)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 import graphs
 from datasets.archs import ArchsReader
@@ -198,7 +199,8 @@ class GHNTask(Task):
                 if split not in reader.split_names:
                     raise ValueError(f"{archs_path} has no architecture split {split!r}; it has {reader.split_names}")
                 curves_p, curves_r, trained, params = [], [], [], []
-                for i in reader.split(split)[:opts.max_archs]:
+                ids = reader.split(split)[:opts.max_archs]
+                for i in tqdm(ids, desc=f"split {split}", unit="arch", leave=False, disable=None):
                     torch.manual_seed(int(i))  # the random-init baseline: PyTorch's default initialization
                     net = reader.build(int(i)).to(dev)
                     arch = ArchGraph.of(reader.layout(int(i)), model.config.hops)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch_geometric.data import Batch
+from tqdm import tqdm
 
 import graphs
 from datasets import ZooDataset
@@ -98,8 +99,10 @@ class MetanetTask(Task):
         tc, cfg, run = self.tc, self.cfg, self.run
         self.labels = [tc.target] if tc.target else []
         transform = RandomSymmetry() if tc.augment else None
-        self.train_ds = ZooDataset(tc.data, cfg.train_split, labels=self.labels, transform=transform)
-        self.val_ds = ZooDataset(tc.data, cfg.val_split, labels=self.labels)
+        self.train_ds = self.finite(ZooDataset(tc.data, cfg.train_split, labels=self.labels, transform=transform))
+        self.val_ds = self.finite(ZooDataset(tc.data, cfg.val_split, labels=self.labels))
+        if tc.target:
+            self.check_target(self.train_ds._columns[tc.target])
         self.layouts = list(self.train_ds.layouts.values())
         self.single = len(self.layouts) == 1
         if tc.readout_stats and not self.single:
@@ -112,6 +115,26 @@ class MetanetTask(Task):
     def out_dim(self) -> int:
         """Outputs per graph."""
         return 1
+
+    def check_target(self, column) -> None:
+        """Refuse a label column this task cannot learn (``ValueError``); any numeric column by default."""
+        if isinstance(column, list):
+            raise ValueError(f"label {self.tc.target!r} of {self.tc.data} holds strings; --task {self.name} needs a "
+                             "numeric label (see python -m datasets info ZOO.h5)")
+
+    def finite(self, ds: ZooDataset) -> ZooDataset:
+        """``ds`` without the models whose label or weights are NaN/Inf, saying how many went."""
+        bad_label, bad_weight = ds.nonfinite()
+        bad = bad_label | bad_weight
+        if not bad.any():
+            return ds
+        if bad.all():
+            raise ValueError(f"every model of split {ds.split!r} of {self.tc.data} has NaN/Inf labels "
+                             f"({int(bad_label.sum())}) or weights ({int(bad_weight.sum())}); nothing to train on")
+        if self.run.master:
+            print(f"skipping {int(bad.sum())} of {len(ds)} models of split {ds.split!r}: {int(bad_label.sum())} with "
+                  f"NaN/Inf labels ({', '.join(self.labels)}), {int(bad_weight.sum())} with NaN/Inf weights")
+        return ds.subset(~bad)
 
     def model_config(self) -> dict[str, Any]:
         """The :class:`metanets.ModelConfig` of this zoo and these options, as a dict."""
@@ -176,14 +199,24 @@ class MetanetTask(Task):
     def eval_data(cls, ctx: EvalContext) -> ZooEval:
         """A split of the zoo (``--data``, else the training zoo), or the graphs of ``--predict`` files."""
         if ctx.options.predict:
-            return cls._user_graphs(ctx.options.predict, ctx.common)
+            return cls._user_graphs(ctx.options.predict, ctx.common, ctx.ckpt["model_config"])
         data = ctx.options.data or ctx.task_cfg.data
         ds = ZooDataset(data, ctx.options.split, labels=[ctx.task_cfg.target] if ctx.task_cfg.target else [])
         return ZooEval(make_loader(ds, ctx.common.batch_size), data, ctx.options.split)
 
     @staticmethod
-    def _user_graphs(root: str, ecfg: EvalConfig) -> ZooEval:
+    def _user_graphs(root: str, ecfg: EvalConfig, model_config: dict) -> ZooEval:
         layout = graphs.trace(*build_from_factory(ecfg.model, ecfg.input_shape))
+        trained = model_config.get("layout_json")
+        if trained and graphs.Layout.from_json(trained).fingerprint != layout.fingerprint:
+            lay = graphs.Layout.from_json(trained)
+            raise ValueError(f"--model {ecfg.model} builds architecture #{layout.fingerprint} ({layout.num_params:,} "
+                             f"parameters), but this metanetwork was trained on #{lay.fingerprint} ({lay.num_params:,}"
+                             " parameters) only; score networks of that architecture, or train on a zoo of yours")
+        width = graphs.compile_layout(layout).width
+        if width > model_config.get("gmn", {}).get("width", width):
+            raise ValueError(f"--model {ecfg.model} has kernels of {width} values per edge, wider than the "
+                             f"{model_config['gmn']['width']} this metanetwork was trained with")
         paths = [root] if os.path.isfile(root) else sorted(
             os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))
         if not paths:
@@ -195,12 +228,16 @@ class MetanetTask(Task):
 
     @classmethod
     @torch.no_grad()
-    def outputs(cls, model: nn.Module, data: ZooEval, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model outputs (and labels, for zoo splits) on the evaluation data."""
-        preds, trues = [], []
-        for batch in data.loader:
+    def outputs(cls, model: nn.Module, data: ZooEval, ctx: EvalContext
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Model outputs, and for zoo splits the labels and the models' indices in the zoo."""
+        preds, trues, index = [], [], []
+        for batch in tqdm(data.loader, desc="evaluate", unit="batch", leave=False, disable=None):
             batch = batch.to(ctx.runtime.device)
             preds.append(model(batch).float().cpu().numpy())
             if data.paths is None:
                 trues.append(batch.y.float().cpu().numpy())
-        return np.concatenate(preds), (np.concatenate(trues) if trues else None)
+                index.append(batch.zoo_index.cpu().numpy())
+        if not trues:
+            return np.concatenate(preds), None, None
+        return np.concatenate(preds), np.concatenate(trues), np.concatenate(index)

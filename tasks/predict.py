@@ -7,6 +7,7 @@ validation split is a noisy selector). Eval: RMSE, R^2, Kendall's tau, ...; a pr
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -61,29 +62,43 @@ class PredictTask(MetanetTask):
     def evaluate(cls, model: nn.Module, data: ZooEval, ctx: EvalContext) -> Report:
         """Regression metrics and a predicted-vs-true plot, or the predicted label of each user file."""
         task_cfg = ctx.task_cfg
-        pred, true = cls.outputs(model, data, ctx)
+        pred, true, index = cls.outputs(model, data, ctx)
         if data.paths is not None:
-            return files_report(data.paths, pred, task_cfg, lambda p: f"{float(p[0]):.4f}")
+            return files_report(data.paths, pred, task_cfg, lambda p: f"{float(p[0]):.4f}", ctx.out)
         metrics = regression_metrics(pred, true)
+        csv_path = write_csv(os.path.join(ctx.out, "predictions.csv"), ["zoo_index", task_cfg.target, "predicted"],
+                             zip(index.tolist(), true[:, 0].tolist(), pred[:, 0].tolist(), strict=True))
         title = f"{task_cfg.model}: {task_cfg.target}"
         return zoo_report(cls.name, metrics, data, task_cfg,
-                          lambda path: plots.scatter(pred, true, metrics, path, title))
+                          lambda path: plots.scatter(pred, true, metrics, path, title), [csv_path])
 
 
-def zoo_report(task: str, metrics: dict[str, float], data: ZooEval, task_cfg: MetanetConfig, plot) -> Report:
+def write_csv(path: str, header: list[str], rows) -> str:
+    """Write ``rows`` under ``header`` to ``path``; returns the path."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def zoo_report(task: str, metrics: dict[str, float], data: ZooEval, task_cfg: MetanetConfig, plot,
+               files: list[str]) -> Report:
     """The metric table of a zoo split."""
     return Report(title=f"{task_cfg.model} on {os.path.basename(data.data)} [{data.split}, task {task} "
                         f"{task_cfg.target}]",
                   header=["metric", "value"], rows=[[k, float(v)] for k, v in metrics.items()],
                   result={"data": os.path.abspath(data.data), "split": data.split, "model": task_cfg.model,
                           "task": task, "target": task_cfg.target, **metrics},
-                  plot=plot, plot_name=f"{data.split}_{task}.png")
+                  plot=plot, plot_name=f"{data.split}_{task}.png", files=files)
 
 
-def files_report(paths: list[str], pred: np.ndarray, task_cfg: MetanetConfig, show) -> Report:
-    """One row per scored checkpoint file."""
+def files_report(paths: list[str], pred: np.ndarray, task_cfg: MetanetConfig, show, out: str) -> Report:
+    """One row per scored checkpoint file (also written to ``out/predictions.csv``)."""
     result: dict[str, Any] = {"predictions": {p: row.tolist() for p, row in zip(paths, pred, strict=True)}}
+    csv_path = write_csv(os.path.join(out, "predictions.csv"), ["checkpoint", task_cfg.target],
+                         [[p, show(row)] for p, row in zip(paths, pred, strict=True)])
     return Report(title=f"{task_cfg.model}: {task_cfg.target} of {len(paths)} checkpoint(s)",
                   header=["checkpoint", task_cfg.target], rows=[[p, show(row)] for p, row in zip(paths, pred,
                                                                                                    strict=True)],
-                  result=result, json_name="predictions.json")
+                  result=result, json_name="predictions.json", files=[csv_path])
