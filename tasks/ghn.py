@@ -244,7 +244,12 @@ class GHNTask(Task):
         seconds = time.perf_counter() - t0
         if data is not None:
             x = data.x_train.to(dev)
-            params = recompute_bn_stats(net, params, [x[i * 64:(i + 1) * 64] for i in range(opts.bn_batches)])
+            try:
+                params = recompute_bn_stats(net, params, [x[i * 64:(i + 1) * 64] for i in range(opts.bn_batches)])
+            except RuntimeError as exc:  # the images do not fit the network's input layer
+                raise ValueError(f"--bn-data {opts.bn_data}: its inputs of shape {tuple(x.shape[1:])} do not run "
+                                 f"{ctx.common.model} (traced with inputs {[tuple(t.shape) for t in inputs]}): "
+                                 f"{str(exc).splitlines()[0]}; give data of the network's input shape") from exc
         sd = {k: v.detach().cpu().contiguous() for k, v in full_state_dict(net, params).items()}
         net.load_state_dict(sd)  # proves the file will load into this architecture
         graphs.save_checkpoint(sd, opts.save)

@@ -196,6 +196,10 @@ def test_train_eval_predict_end_to_end(archs_file, tmp_path):
     net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(216, 10))
     net.load_state_dict(loaded)
     assert res["parameters"] == sum(p.numel() for p in net.parameters()) and loaded["1.running_var"].ne(1).any()
+    with pytest.raises(ValueError, match="--bn-data mnist1d: its inputs of shape"):  # 1-d signals, a 2-d CNN
+        pytest.importorskip("mnist1d")
+        eval_script.main([os.path.join(out, "best.pt"), "--save", str(tmp_path / "x.safetensors"), "--model",
+                          f"{user}:make", "--input-shape", "1,1,8,8", "--bn-data", "mnist1d"])
     # the old spelling forwards to the new one
     proc = subprocess.run([sys.executable, "-m", "metanets.predict", os.path.join(out, "best.pt"),
                            str(tmp_path / "old.safetensors"), "--model", f"{user}:make", "--input-shape", "1,1,8,8"],
