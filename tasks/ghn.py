@@ -52,12 +52,14 @@ class GHNTrainConfig:
     val_archs: int = opt(32, "validation architectures scored after every epoch")
 
     def validate(self, common: Any) -> None:
-        """``--archs`` is required (and made absolute, so that eval.py finds it from any folder)."""
+        """``--archs`` is required; it (and a ``--dataset`` folder) is made absolute, so eval.py finds it anywhere."""
         if not self.archs:
             raise ValueError("--task ghn needs --archs ARCHS.h5 (make one with: python -m datasets archs N ARCHS.h5)")
         if self.meta_batch < 1:
             raise ValueError(f"--meta-batch {self.meta_batch}: give at least 1")
         self.archs = os.path.abspath(self.archs)
+        if self.dataset not in ("digits", "mnist1d"):  # a folder: eval.py finds it from any folder
+            self.dataset = os.path.abspath(self.dataset)
 
 
 @dataclass
