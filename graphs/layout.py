@@ -280,6 +280,9 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
             return ("a", gid[root])
         return (label[0], tuple(relabel(x) for x in label[1]))
 
+    for name, rec in tracer.params.items():
+        if name in state:
+            _slot_fixed_axes(alg, rec.labels, tuple(state[name].shape))
     params, ints, off, ioff = [], [], 0, 0
     dtypes = []
     for name, tensor in state.items():
@@ -307,6 +310,35 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
         off += _numel(shape)
     wide = torch.float64 if torch.float64 in dtypes else torch.float32
     return Layout(tuple(params), tuple(groups), tuple(ints), str(wide).replace("torch.", ""), type(model).__name__)
+
+
+def _slot_fixed_axes(alg, labels: list, shape: tuple[int, ...]) -> None:
+    """Make the fixed axes of a parameter with more than two neuron axes edge-vector slots.
+
+    A graph edge joins two neurons, so a parameter can have at most two neuron axes. Stacked weights have
+    a third axis that no symmetry moves: the expert index of ``W[E, out, in]`` (tokens are routed by the
+    data), a layer or gate index. Such a fixed axis is packed into the edge vector, like a kernel offset.
+    Leading axes go first; a parameter with more than two *permutable* axes is left for the graph
+    compiler to refuse.
+    """
+    node_axes = [i for i, (lab, n) in enumerate(zip(labels, shape, strict=True))
+                 if not (n == 1 and alg.is_singleton(lab)) and _has_neurons(alg, lab)]
+    extra = len(node_axes) - 2
+    for i in node_axes:
+        if extra <= 0:
+            return
+        if alg.is_fixed(labels[i]):
+            alg.mark(labels[i], SPATIAL)
+            extra -= 1
+
+
+def _has_neurons(alg, label) -> bool:
+    """True when some atom of ``label`` is a neuron space (anything but a fixed spatial slot)."""
+    for a in alg.atoms(label):
+        _size, fixed, kinds, _r = alg.atom_info(a)
+        if not (fixed and SPATIAL in kinds):
+            return True
+    return False
 
 
 def canonical_names(model: torch.nn.Module) -> dict[str, str]:

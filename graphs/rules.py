@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from graphs.labels import CONSTANT, UNIT
 from graphs.rule_helpers import bind, fallback, is_weight, out_shapes, tensors
 from graphs.rules_layers import LAYER_RULES
@@ -133,7 +135,7 @@ def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape) -> list:
 def permute_axes(t: Tracer, node, args, kwargs) -> TensorVal:
     """transpose/permute/t/movedim: move labels with the axes."""
     x: TensorVal = args[0]
-    name = node.target._schema.name.split("::")[-1]
+    name = node.target._schema.name.split("::")[-1].rstrip("_")  # transpose_ and t_ act like transpose, t
     n = len(x.shape)
     b = bind(node, args, kwargs)
     order = list(range(n))
@@ -185,25 +187,53 @@ def repeat(t: Tracer, node, args, kwargs) -> TensorVal:
     return t.tensor([t.alg.resolve(lab) for lab in labels], shape, x.weight)
 
 
-_ELEMENTWISE = """add sub mul div rsub true_divide where maximum minimum pow eq ne lt gt le ge logical_and
-logical_or logical_xor bitwise_and bitwise_or bitwise_xor masked_fill lerp addcmul addcdiv floor_divide remainder
-fmod atan2 hypot copysign clamp clamp_min clamp_max relu relu6 gelu silu sigmoid tanh sin cos tan exp exp2 log log2
-log10 log1p expm1 abs neg sqrt rsqrt reciprocal square erf erfc sign sgn floor ceil round trunc hardtanh hardswish
-hardsigmoid leaky_relu elu selu celu softplus mish logit logical_not bitwise_not isnan isinf isfinite nan_to_num
-dropout alpha_dropout feature_dropout feature_alpha_dropout threshold fill zero positive frac asin acos atan sinh
-cosh asinh acosh atanh xlogy sigmoid_ silu_ relu_ add_ mul_ hardtanh_ copy masked_fill_ scalar_tensor_like
+def repeat_interleave(t: Tracer, node, args, kwargs) -> TensorVal:
+    """repeat_interleave by an int along ``dim``: unit ``i`` becomes copies ``(i, 0..r-1)``, i.e. ``original x copies``.
+
+    Per-unit repeat counts (a tensor) or no ``dim`` (flattening) fix the axes involved.
+    """
+    b = bind(node, args, kwargs)
+    x, reps, dim = b["self"], b["repeats"], b.get("dim")
+    shape = out_shapes(node)[0]
+    if not isinstance(x, TensorVal) or dim is None or not isinstance(reps, int):
+        return fallback(t, node, args, kwargs)
+    dim %= len(x.shape)
+    labels = list(x.labels)
+    labels[dim] = t.alg.resolve(("p", (x.labels[dim], t.fresh(reps)))) if reps > 1 else x.labels[dim]
+    return t.tensor(labels, shape, x.weight)
+
+
+_ELEMENTWISE = """add sub mul div rsub true_divide where maximum minimum fmax fmin pow float_power eq ne lt gt le ge
+logical_and logical_or logical_xor bitwise_and bitwise_or bitwise_xor __and__ __or__ __xor__ masked_fill lerp
+addcmul addcdiv floor_divide remainder fmod atan2 hypot copysign clamp clamp_min clamp_max relu relu6 gelu silu
+sigmoid tanh sin cos tan exp exp2 log log2 log10 log1p expm1 abs neg sqrt rsqrt reciprocal square erf erfc erfinv
+sign sgn floor ceil round trunc hardtanh hardswish hardsigmoid leaky_relu rrelu elu selu celu softplus mish logit
+logical_not bitwise_not isnan isinf isfinite nan_to_num dropout alpha_dropout feature_dropout feature_alpha_dropout
+threshold fill zero positive frac asin acos atan sinh cosh asinh acosh atanh xlogy hardshrink softshrink log_sigmoid
+copy scalar_tensor_like
 """.split()
+# other names torch gives the same elementwise ops
+_ALIASES = """multiply divide subtract clip negative absolute arcsin arccos arctan arcsinh arccosh arctanh arctan2
+greater greater_equal less less_equal not_equal fix special_expit special_erf special_erfc special_exp2 special_expm1
+special_log1p special_logit special_round special_xlogy special_erfinv""".split()
 _PASSTHROUGH = "clone contiguous detach alias lift_fresh_copy _to_copy to type_as _assert_tensor_metadata".split()
 _FACTORY = """arange empty rand randn randint tensor scalar_tensor empty_like rand_like randn_like new_empty linspace
 logspace eye empty_strided""".split()
 _UNIFORM = "zeros ones full zeros_like ones_like full_like new_zeros new_ones new_full".split()
-_RESHAPE = "view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze squeeze_copy unsqueeze_copy".split()
+_RESHAPE = """view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze squeeze_copy unsqueeze_copy
+reshape_as view_as""".split()
 _PERMUTE = "transpose swapaxes swapdims permute t numpy_T mT adjoint movedim".split()
 _REDUCE = """mean sum amax amin max min var std var_mean std_mean logsumexp prod nansum nanmean norm linalg_vector_norm
 any all count_nonzero""".split()
+# ops that change their first argument in place and return it: the same rule as the pure op
+_INPLACE_SHAPE = "detach_ squeeze_ unsqueeze_ t_ transpose_ swapaxes_ swapdims_".split()
 
 RULES: dict[str, Any] = {}
-RULES.update({k: elementwise for k in _ELEMENTWISE})
+RULES.update({k: elementwise for k in _ELEMENTWISE + _ALIASES})
+RULES.update({f"{k}_": elementwise for k in _ELEMENTWISE + _ALIASES  # in-place forms (relu_, div_, ...)
+              if hasattr(torch.ops.aten, f"{k}_")})
+RULES.update({"__iand__": elementwise, "__ior__": elementwise, "__ixor__": elementwise})
+RULES.update({"max.other": elementwise, "min.other": elementwise})  # two-tensor max/min (the rest reduce)
 RULES.update({k: passthrough_first for k in _PASSTHROUGH})
 RULES.update({k: factory for k in _FACTORY})
 RULES.update({k: uniform for k in _UNIFORM})
@@ -212,7 +242,8 @@ RULES.update({k: permute_axes for k in _PERMUTE})
 RULES.update({k: reduction for k in _REDUCE})
 RULES.update({
     "native_dropout": multi_passthrough, "expand": expand, "expand_as": expand, "broadcast_to": expand,
-    "repeat": repeat, "slice": slice_, "narrow": slice_, "split": split, "split_with_sizes": split,
+    "repeat": repeat, "repeat_interleave": repeat_interleave, "slice": slice_, "narrow": slice_, "split": split,
+    "split_with_sizes": split,
     "chunk": split, "tensor_split": split, "unsafe_split": split, "select": select, "unbind": select,
     "cat": cat, "concat": cat, "concatenate": cat, "stack": stack, "flip": fix_dims, "roll": fix_dims,
     "cumsum": fix_dims, "cumprod": fix_dims, "sort": fix_dims, "topk": fix_dims, "tril": fix_dims,
@@ -223,4 +254,5 @@ RULES.update({
     "_softmax": softmax, "_log_softmax": softmax,
 })
 
+RULES.update({k: RULES[k[:-1]] for k in _INPLACE_SHAPE})
 RULES.update(LAYER_RULES)

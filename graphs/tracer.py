@@ -93,7 +93,10 @@ class Tracer:
         self.values: dict[str, Any] = {}
         self.params: dict[str, ParamRecord] = {}
         self.node: torch.fx.Node | None = None
+        self.read: set[str] = set()  # parameters/buffers that some node of the exported graph reads
+        self.unread: list[str] = []  # the others (their axes are fixed after the walk)
         self._origin: dict[torch.fx.Node, tuple[bool, bool]] = {}
+        self._rule_of: dict[Any, Any] = {}  # op target -> its rule (looked up once per target)
 
     # ------------------------------------------------------------ utilities
     def where(self, node: torch.fx.Node | None = None) -> str:
@@ -191,6 +194,11 @@ class Tracer:
                             self.fix(lab, "network output", OUTPUT)
             else:
                 self._step(node, self.program.graph_module)
+        self.node = None
+        self.unread = sorted(name for name in self.params if name not in self.read)
+        for name in self.unread:  # e.g. a cache derived from it in an earlier eval forward is read instead
+            for lab in self.params[name].labels:
+                self.alg.fix(lab, f"'{name}' is never read by the exported graph", CONSTANT)
 
     def _step(self, node: torch.fx.Node, owner: torch.nn.Module) -> None:
         """Label the outputs of one ``get_attr``/``call_function`` node."""
@@ -215,7 +223,26 @@ class Tracer:
         elif not _returns_tensors(node):
             self.values[node.name] = None
         else:
-            self.values[node.name] = self.rules.get(_rule_key(node.target), self.fallback)(self, node, args, kwargs)
+            rule = self._rule_of.get(node.target)
+            if rule is None:
+                rule = self._rule_of[node.target] = self.rule_for(node.target)
+            try:
+                self.values[node.name] = rule(self, node, args, kwargs)
+            except UnsupportedNetworkError:
+                raise
+            except Exception as exc:  # a rule met a pattern it does not expect: say where, never a raw error
+                raise UnsupportedNetworkError(
+                    f"the symmetry rule '{getattr(rule, '__name__', rule)}' failed on this op "
+                    f"({type(exc).__name__}: {_first_line(exc)})", op=self.op_name(node), module=self.where(node),
+                    hint="this is a weightgraph bug: please report it with the op and module named here; "
+                         "meanwhile write that module with other ops") from exc
+
+    def rule_for(self, target) -> Any:
+        """The rule of an op: its ``name.overload`` entry (``max.other``), else its ``name`` entry, else fallback."""
+        name = _rule_key(target)
+        overload = getattr(target, "_overloadname", None)
+        rule = self.rules.get(f"{name}.{overload}") if overload else None
+        return rule or self.rules.get(name, self.fallback)
 
     def _inline(self, module: torch.fx.GraphModule, operands: list) -> tuple:
         """Walk a wrapped subgraph with its placeholders bound to ``operands``; return its outputs."""
@@ -244,6 +271,8 @@ class Tracer:
             name = self.canonical.get(spec.target, spec.target)
             persistent = kind == "PARAMETER" or spec.persistent is not False
             if persistent and val.is_floating_point():
+                if node.users:
+                    self.read.add(name)
                 labels = [self.fresh(s) for s in shape]
                 if name not in self.params:
                     self.params[name] = ParamRecord(name, labels, kind == "BUFFER")
@@ -275,6 +304,11 @@ def _rule_key(target) -> str:
         name = target._schema.name.split("::")[-1]
         return name
     return getattr(target, "__name__", str(target))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def _returns_tensors(node: torch.fx.Node) -> bool:
