@@ -195,8 +195,16 @@ class Tracer:
             else:
                 self._step(node, self.program.graph_module)
         self.node = None
+        self.fix_unread()
+
+    def fix_unread(self) -> None:
+        """Fix every axis of the parameters that no node reads (listed in :attr:`unread`).
+
+        The graph may read a tensor derived from such a parameter as a constant (a cache filled on an
+        earlier eval forward); permuting the parameter alone would then change the real network.
+        """
         self.unread = sorted(name for name in self.params if name not in self.read)
-        for name in self.unread:  # e.g. a cache derived from it in an earlier eval forward is read instead
+        for name in self.unread:
             for lab in self.params[name].labels:
                 self.alg.fix(lab, f"'{name}' is never read by the exported graph", CONSTANT)
 
@@ -227,7 +235,7 @@ class Tracer:
             if rule is None:
                 rule = self._rule_of[node.target] = self.rule_for(node.target)
             try:
-                self.values[node.name] = rule(self, node, args, kwargs)
+                self.values[node.name] = _checked(rule(self, node, args, kwargs), node)
             except UnsupportedNetworkError:
                 raise
             except Exception as exc:  # a rule met a pattern it does not expect: say where, never a raw error
@@ -304,6 +312,18 @@ def _rule_key(target) -> str:
         name = target._schema.name.split("::")[-1]
         return name
     return getattr(target, "__name__", str(target))
+
+
+def _checked(result, node: torch.fx.Node):
+    """Return a rule's result after checking it has one label per axis of each output (ValueError if not)."""
+    vals = node.meta.get("val")
+    outs = result if isinstance(result, tuple) else (result,)
+    metas = vals if isinstance(vals, (list, tuple)) else (vals,)
+    for out, meta in zip(outs, metas, strict=False):
+        if isinstance(out, TensorVal) and isinstance(meta, torch.Tensor) and (
+                len(out.labels) != meta.dim() or len(out.shape) != meta.dim()):
+            raise ValueError(f"the rule gave {len(out.labels)} axis labels for an output of rank {meta.dim()}")
+    return result
 
 
 def _first_line(exc: BaseException) -> str:
