@@ -262,7 +262,12 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
     """Turn a finished :class:`graphs.trace.Tracer` into a Layout (groups renumbered in first-use order)."""
     alg = tracer.alg
     state = model.state_dict(keep_vars=True)
-    canon = canonical_names(model)
+    canon = tracer.canonical or canonical_names(model)
+    aliases_of: dict[str, list[str]] = {}
+    for a, c in canon.items():
+        if a != c:
+            aliases_of.setdefault(c, []).append(a)
+    param_names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     gid: dict[int, int] = {}
     groups: list[GroupSpec] = []
 
@@ -288,7 +293,7 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
     for name, tensor in state.items():
         if canon.get(name, name) != name:
             continue  # a tied alias: recorded on its canonical parameter
-        aliases = tuple(a for a, c in canon.items() if c == name and a != name)
+        aliases = tuple(aliases_of.get(name, ()))
         dtype = str(tensor.dtype).replace("torch.", "")
         shape = tuple(int(s) for s in tensor.shape)
         if not tensor.is_floating_point():
@@ -298,7 +303,7 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
         rec = tracer.params.get(name)
         if rec is None:  # present in the state_dict but never used by the traced forward
             labels = [alg.fixed_atom(s, "constant", f"'{name}' is not used by the traced forward") for s in shape]
-            role, direction, is_buffer = "other", None, name not in dict(model.named_parameters())
+            role, direction, is_buffer = "other", None, name not in param_names
         else:
             labels, direction, is_buffer = rec.labels, rec.direction, rec.is_buffer
             role = rec.roles[0] if rec.roles else "other"

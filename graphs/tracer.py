@@ -97,6 +97,8 @@ class Tracer:
         self.unread: list[str] = []  # the others (their axes are fixed after the walk)
         self._origin: dict[torch.fx.Node, tuple[bool, bool]] = {}
         self._rule_of: dict[Any, Any] = {}  # op target -> its rule (looked up once per target)
+        self._context_node: torch.fx.Node | None = None
+        self._context = ""
 
     # ------------------------------------------------------------ utilities
     def where(self, node: torch.fx.Node | None = None) -> str:
@@ -115,10 +117,13 @@ class Tracer:
 
     def reason(self, what: str) -> str:
         """A fix reason naming the current op and module."""
-        if self.node is None or self.node.op != "call_function":
+        node = self.node
+        if node is None or node.op != "call_function":
             return what
-        mod = self.where()
-        return f"{what} ({self.op_name()}{' in ' + mod if mod else ''})"
+        if node is not self._context_node:  # once per node: rules ask for it at every unify
+            mod = self.where()
+            self._context_node, self._context = node, f" ({self.op_name()}{' in ' + mod if mod else ''})"
+        return what + self._context
 
     def fresh(self, size: int) -> Label:
         """A new permutable group."""
