@@ -201,11 +201,11 @@ def main() -> None:
     rows = {}
     header = (f"{'network':28s} {'params':>10s} {'fx nodes':>8s} {'export':>8s} {'rules':>7s} {'layout':>7s} "
               f"{'ours %':>6s} {'trace':>7s} {'to_graph':>8s}")
-    print(header)
     t0 = time.perf_counter()
     graphs.trace(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(2, 3))
     cold = time.perf_counter() - t0  # the first trace of a process pays torch's one-time set-up
     print(f"first trace in this process (a 3-4-2 MLP): {cold:.2f}s")
+    print(header)
     for name, build, inputs, big in _models():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -43,12 +43,12 @@ def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) -> 
     program = export(model, example_inputs, kwargs)
     canonical = canonical_names(model)
     tracer = Tracer(program, RULES, fallback, canonical)
-    tracer.run()
     try:
+        tracer.run()  # a failing rule already raises UnsupportedNetworkError naming its op and module
         layout = build_layout(tracer, model)
     except UnsupportedNetworkError:
         raise
-    except Exception as exc:  # a label the layout cannot record: report it, never a raw error
+    except Exception as exc:  # anything else (a label the layout cannot record): report it, never a raw error
         raise UnsupportedNetworkError(
             f"the traced symmetries of {type(model).__name__} could not be recorded ({type(exc).__name__}: {exc})",
             hint="this is a weightgraph bug: please report it with the model") from exc

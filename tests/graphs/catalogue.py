@@ -11,7 +11,8 @@ from the rules in ``/work/shared/SYMMETRY.md``:
   several layers (residual stream, q/k of separate projections) counts once. A concatenated axis
   contributes its blocks' nodes, and the blocks of one parameter axis are distinct nodes even when their
   labels are equal (``[Q|K|V]`` with ``Q == K``), because one parameter cannot have parallel edges. Fixed
-  gate factors of fused RNN weights are edge slots, like kernel offsets.
+  gate factors of fused RNN weights, and the fixed expert index of stacked expert weights ``W[E, out, in]``,
+  are edge slots, like kernel offsets.
 
 Notation in the notes: ``R`` a residual stream, ``H`` heads, ``Dqk``/``Dv`` per-head q/k and v dims, ``M``
 an MLP hidden layer, ``[A|B]`` a concatenation, ``A x B`` a product. Cases whose count depends on a
