@@ -86,19 +86,23 @@ def reshape(t: Tracer, node, args, kwargs) -> TensorVal:
     """view/reshape/flatten/unflatten/squeeze/unsqueeze: match axes by products of sizes."""
     x: TensorVal = args[0]
     shape = out_shapes(node)[0]
-    labels = reshape_labels(t, x.labels, x.shape, shape)
+    origin: list = [None] * len(shape)
+    labels = reshape_labels(t, x.labels, x.shape, shape, origin)
     src = None
-    if x.src is not None:  # a pure unit-axis change keeps the parameter axis map
-        core_in = [(a, s) for a, s in zip(x.src[1], x.shape, strict=True) if s != 1]
-        if [s for s in shape if s != 1] == [s for _, s in core_in]:
-            it = iter(a for a, _ in core_in)
-            src = (x.src[0], tuple(next(it) if s != 1 else None for s in shape))
+    if x.src is not None:  # output axes that are one input axis keep the parameter axis map
+        src = (x.src[0], tuple(None if i is None or shape[j] == 1 else x.src[1][i] for j, i in enumerate(origin)))
+        if all(a is None for a in src[1]):
+            src = None
     return t.tensor(labels, shape, x.weight, src)
 
 
-def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape) -> list:
-    """Labels of a reshape from ``src_shape`` to ``dst_shape`` (row-major)."""
-    src = [(lab, s) for lab, s in zip(labels, src_shape, strict=True) if s != 1]
+def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape, origin: list | None = None) -> list:
+    """Labels of a reshape from ``src_shape`` to ``dst_shape`` (row-major).
+
+    ``origin``, if given, receives for every output axis the input axis it is (None when it is a merge or a
+    split of input axes, or a new unit axis).
+    """
+    src = [(i, lab, s) for i, (lab, s) in enumerate(zip(labels, src_shape, strict=True)) if s != 1]
     out: list = [UNIT] * len(dst_shape)
     ones_in = [lab for lab, s in zip(labels, src_shape, strict=True) if s == 1]
     ones_out = [j for j, s in enumerate(dst_shape) if s == 1]
@@ -109,24 +113,26 @@ def reshape_labels(t: Tracer, labels: list, src_shape, dst_shape) -> list:
     i = j = 0
     while i < len(src) or j < len(dst):
         gi, gj = [src[i]], [dst[j]]
-        pi, pj = src[i][1], dst[j][1]
+        pi, pj = src[i][2], dst[j][1]
         i, j = i + 1, j + 1
         while pi != pj:
             if pi < pj:
                 gi.append(src[i])
-                pi *= src[i][1]
+                pi *= src[i][2]
                 i += 1
             else:
                 gj.append(dst[j])
                 pj *= dst[j][1]
                 j += 1
         if len(gi) == 1 and len(gj) == 1:
-            out[gj[0][0]] = gi[0][0]
+            out[gj[0][0]] = gi[0][1]
+            if origin is not None:
+                origin[gj[0][0]] = gi[0][0]
         elif len(gj) == 1:
-            out[gj[0][0]] = ("p", tuple(lab for lab, _ in gi))
+            out[gj[0][0]] = ("p", tuple(lab for _, lab, _ in gi))
         else:
             new = [t.fresh(s) for _, s in gj]
-            t.unify(("p", tuple(lab for lab, _ in gi)), ("p", tuple(new)), "reshape")
+            t.unify(("p", tuple(lab for _, lab, _ in gi)), ("p", tuple(new)), "reshape")
             for (k, _), lab in zip(gj, new, strict=True):
                 out[k] = lab
     return out

@@ -295,9 +295,10 @@ def batch_norm(t: Tracer, node, args, kwargs):
                  [x.labels[c]], ["norm_weight", "norm_bias", "running_mean", "running_var"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else ([x.labels[c]] if s == (x.shape[c],) else
-                                                         [t.fresh(n) for n in s]), s, x.weight) for s in shapes)
+                                                         [t.fresh(n) for n in s]), s, x.weight,
+                          x.src if s == x.shape else None) for s in shapes)
 
 
 def layer_norm(t: Tracer, node, args, kwargs):
@@ -308,7 +309,7 @@ def layer_norm(t: Tracer, node, args, kwargs):
     _norm_params(t, [b.get("weight"), b.get("bias")], x.labels[len(x.shape) - n:], ["norm_weight", "norm_bias"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else x.labels[:len(s)], s, x.weight) for s in shapes)
 
 
@@ -322,7 +323,7 @@ def group_norm(t: Tracer, node, args, kwargs):
     _norm_params(t, [b.get("weight"), b.get("bias")], [ch], ["norm_weight", "norm_bias"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else [t.fixed(n, "constant", "group statistics") for n in s],
                           s, x.weight) for s in shapes)
 
