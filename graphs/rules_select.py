@@ -150,11 +150,15 @@ def index_tensor(t: Tracer, node, args, kwargs) -> TensorVal:
             for i, s in enumerate(ix.shape):
                 if s != 1 and i + off >= 0:
                     t.unify(idx_labels[i + off], ix.labels[i], "index tensors")
+    src = None
     if contiguous:
+        kept = list(range(used[0])) + [None] * nidx + list(range(used[-1] + 1, len(x.shape)))
         labels = x.labels[:used[0]] + idx_labels + [x.labels[k] for k in range(used[-1] + 1, len(x.shape))]
+        if x.src is not None:  # rows of a stacked weight picked by index keep the other axes' map (W[ids])
+            src = (x.src[0], tuple(None if k is None else x.src[1][k] for k in kept))
     else:
         labels = idx_labels + rest
-    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]))
+    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]), src)
 
 
 def gather(t: Tracer, node, args, kwargs) -> TensorVal:

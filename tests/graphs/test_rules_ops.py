@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 
 import graphs
@@ -64,8 +65,26 @@ def test_stacked_expert_weights_have_the_expert_index_as_an_edge_slot():
     assert layout.groups[gate_up.axes[0][1]].spatial and layout.groups[down.axes[0][1]].spatial
     hidden = layout.groups[down.axes[2][1]]
     assert not hidden.fixed and hidden.size == 12 and gate_up.axes[1] == ("c", (down.axes[2], down.axes[2]))
+    assert (gate_up.role, gate_up.direction) == (down.role, down.direction) == ("linear", (2, 1))  # W[E, out, in]
     graph = graphs.to_graph(MoEResidual(), layout)
     assert graph.edge_attr.shape[1] == 4  # one slot per expert
+
+
+def test_grouped_matmul_experts_match_the_batched_ones():
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    grouped = MoEResidual(grouped=True)
+    batched = MoEResidual()
+    batched.load_state_dict(grouped.state_dict())
+    x = torch.randn(2, 3, 6)
+    with torch.no_grad():
+        assert torch.allclose(grouped(x), batched(x), atol=1e-6)  # the same function, two op paths
+    a, b = _trace(grouped, x), _trace(batched, x)
+    for name in ("moe.gate_up", "moe.down"):
+        pa, pb = a.param(name), b.param(name)
+        assert (pa.role, pa.direction) == (pb.role, pb.direction)
+        assert [a.groups[ax[1]].spatial for ax in pa.axes[:1]] == [True]
+    assert a.group_sizes() == b.group_sizes() == [8, 12]
 
 
 def test_max_min_reductions_still_reduce():
