@@ -165,6 +165,25 @@ class SparseMoE(nn.Module):
         return y[order.argsort()]
 
 
+class AtenGroupedMM(nn.Module):
+    """``F.grouped_mm`` (``aten._grouped_mm``, what Mixtral exports to on GPUs) on rows grouped by a constant offset.
+
+    The CPU kernel takes bfloat16 only, so its operands are made integer-valued (``round``, ``clamp``; weights are
+    small integers): every sum is then exact in bfloat16 and the soundness check stays at float64 precision.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.head = nn.Linear(6, 8), nn.Linear(8, 3)
+        self.experts = nn.Parameter(torch.randint(-2, 3, (3, 8, 8)).float())  # [E, K, N]
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (6, 6): rows 0-1 use expert 0, 2-3 expert 1, 4-5 expert 2
+        h = torch.round(4 * self.inp(x)).clamp(-4, 4)
+        offs = torch.tensor([2, 4, 6], dtype=torch.int32)
+        y = F.grouped_mm(h.bfloat16(), self.experts.bfloat16(), offs=offs)
+        return self.head(F.relu(y.to(x.dtype)))
+
+
 class MoEResidual(nn.Module):
     """Input projection, pre-norm residual MoE block, classifier (tokens flattened to rows)."""
 
@@ -211,6 +230,10 @@ OPS_CASES: list[Case] = [
          "flatten(2) gives the win Linear input A x W (edge slots); win out M(6). Nodes 8 + 6."),
     case("moe_batched_experts", MoEResidual, inputs((2, 3, 6)), (8, 12), 32,
          "Top-2 of 4 experts, experts picked by index + bmm (HF batched_mm). " + _MOE_NOTE),
+    case("aten_grouped_mm", AtenGroupedMM, inputs((6, 6)), (8, 8), 16,
+         "inp A(8) (round, clamp, bfloat16 casts are elementwise) == the grouped matmul's contraction K; its "
+         "output N(8) one group for the 3 experts; expert index fixed, an edge slot; rows fixed (grouped by "
+         "offset). Nodes 8 + 8."),
 ]
 
 OPS_HF_CASES: list[Case] = [
