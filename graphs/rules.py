@@ -37,11 +37,15 @@ __all__ = ["RULES", "bind", "fallback"]
 
 # -------------------------------------------------------------- elementwise
 def elementwise(t: Tracer, node, args, kwargs) -> TensorVal:
-    """Broadcasting elementwise op: unify right-aligned axes of size > 1 with the output's."""
+    """Broadcasting elementwise op: unify right-aligned axes of size > 1 with the output's.
+
+    A size-1 output axis takes the label of an operand computed from the input if there is one: a weight's
+    unit axis (``gain[1, 1, D]`` times activations of a batch of 1) must not become the activations' axis.
+    """
     shape = out_shapes(node)[0]
     ins = tensors([args, kwargs])
     labels: list = [None] * len(shape)
-    for v in ins:
+    for v in sorted(ins, key=lambda v: v.weight):  # activations first (stable)
         off = len(shape) - len(v.shape)
         for i, s in enumerate(v.shape):
             j = i + off

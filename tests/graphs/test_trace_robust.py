@@ -227,3 +227,29 @@ def test_vit_class_token_at_batch_one():
     assert axes[0] == ("u",) and axes[2] == layout.param("patch.weight").axes[0]  # R, the residual stream
     two = graphs.trace(model, case.inputs())
     assert graphs.to_graph(model, layout).num_nodes == graphs.to_graph(model, two).num_nodes
+
+
+class UnitAxesFirst(nn.Module):
+    """Weights with unit axes written first: ``pos + h``, ``gain.expand(B, -1, -1) * h``, ``cat([reg, h])``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.out = nn.Linear(4, 8), nn.Linear(8, 2)
+        self.pos = nn.Parameter(torch.randn(1, 5, 8))
+        self.gain = nn.Parameter(torch.rand(1, 1, 8) + 0.5)
+        self.reg = nn.Parameter(torch.randn(1, 2, 8))
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, 5, 4)
+        h = self.pos + self.inp(x)
+        h = self.gain.expand(x.shape[0], -1, -1) * F.gelu(h)
+        h = torch.cat([self.reg.expand(x.shape[0], -1, -1), h], dim=1)  # (B, 7, 8)
+        return self.out(h.mean(dim=1))
+
+
+def test_weight_unit_axes_stay_units_at_batch_one():
+    model, (x,), _ = as_double(UnitAxesFirst(), (torch.randn(2, 5, 4),))
+    two, one = graphs.trace(model, x), graphs.trace(model, x[:1])
+    assert one.fingerprint == two.fingerprint
+    assert one.group_sizes() == [2, 8]  # R, and the two register tokens (only averaged over)
+    assert one.param("gain").axes[:2] == (("u",), ("u",))
+    assert_sound(model, one, (x[:1],))
