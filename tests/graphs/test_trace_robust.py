@@ -196,8 +196,9 @@ def test_hf_levit_attention_bias_cache():
 
 
 # ------------------------------------------------------------------ a batch of one
-_BATCH_CASES = ["mlp_relu", "tiny_vit", "resnet_two_stage", "attention_mask_kwarg", "gqa_attention",
-                "conv_channel_se", "densenet_concat", "moe_batched_experts", "im2col_col2im", "hf_vit"]
+_BATCH_CASES = ["mlp_relu", "tiny_vit", "resnet_two_stage", "attention_mask_kwarg", "gqa_attention", "mha_packed",
+                "conv_channel_se", "densenet_concat", "unet_transpose", "lstm_classifier", "tiny_lm_tied",
+                "moe_batched_experts", "im2col_col2im", "hf_vit"]
 
 
 @pytest.mark.parametrize("name", _BATCH_CASES)
