@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -31,11 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import graphs
-from graphs.layout import build_layout, canonical_names
-from graphs.rules import RULES, fallback
-from graphs.tracer import Tracer, export
-from tests.graphs.catalogue import ALL_CASES
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's graphs, and the catalogue in tests/
+
+import graphs  # noqa: E402
+from graphs.layout import build_layout, canonical_names  # noqa: E402
+from graphs.rules import RULES, fallback  # noqa: E402
+from graphs.tracer import Tracer, export  # noqa: E402
+from tests.graphs.catalogue import ALL_CASES  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ networks
@@ -179,7 +183,7 @@ def _secs(x: float | None) -> str:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
