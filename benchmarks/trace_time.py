@@ -163,8 +163,8 @@ def time_trace(model: nn.Module, inputs: tuple, repeat: int, to_graph: bool = Tr
         return tracer
 
     t_rules, _ = _best(walk, repeat)
-    t_layout, layout = _best(lambda: build_layout(walk(), model), repeat)
-    t_layout = max(0.0, t_layout - t_rules)  # build_layout needs a fresh walk each time
+    walks = [walk() for _ in range(repeat)]  # build_layout changes its tracer: one fresh walk per run
+    t_layout, layout = _best(lambda: build_layout(walks.pop(), model), repeat)
     t_graph = None
     if to_graph:
         t0 = time.perf_counter()
