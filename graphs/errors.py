@@ -5,7 +5,7 @@ How commands report them (one line, exit status 2) is :mod:`graphs.cli`'s busine
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "LayoutMismatchError", "UnsupportedNetworkError"]
+__all__ = ["CheckpointError", "LayoutMismatchError", "UnreadParameterWarning", "UnsupportedNetworkError"]
 
 
 class UnsupportedNetworkError(RuntimeError):
@@ -37,3 +37,12 @@ class LayoutMismatchError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be read safely (missing, foreign format, or not a state_dict)."""
+
+
+class UnreadParameterWarning(UserWarning):
+    """A parameter or float buffer of the state_dict is never read by the exported graph.
+
+    Its axes are fixed, so the reported symmetries stay sound. The usual cause is a module that caches a
+    tensor derived from the parameter on an eval forward (an attention-bias table, say): ``torch.export``
+    then reads the cached copy as a constant and the parameter itself not at all.
+    """

@@ -262,7 +262,12 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
     """Turn a finished :class:`graphs.trace.Tracer` into a Layout (groups renumbered in first-use order)."""
     alg = tracer.alg
     state = model.state_dict(keep_vars=True)
-    canon = canonical_names(model)
+    canon = tracer.canonical or canonical_names(model)
+    aliases_of: dict[str, list[str]] = {}
+    for a, c in canon.items():
+        if a != c:
+            aliases_of.setdefault(c, []).append(a)
+    param_names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     gid: dict[int, int] = {}
     groups: list[GroupSpec] = []
 
@@ -280,12 +285,15 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
             return ("a", gid[root])
         return (label[0], tuple(relabel(x) for x in label[1]))
 
+    for name, rec in tracer.params.items():
+        if name in state:
+            _slot_fixed_axes(alg, rec.labels, tuple(state[name].shape))
     params, ints, off, ioff = [], [], 0, 0
     dtypes = []
     for name, tensor in state.items():
         if canon.get(name, name) != name:
             continue  # a tied alias: recorded on its canonical parameter
-        aliases = tuple(a for a, c in canon.items() if c == name and a != name)
+        aliases = tuple(aliases_of.get(name, ()))
         dtype = str(tensor.dtype).replace("torch.", "")
         shape = tuple(int(s) for s in tensor.shape)
         if not tensor.is_floating_point():
@@ -295,7 +303,7 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
         rec = tracer.params.get(name)
         if rec is None:  # present in the state_dict but never used by the traced forward
             labels = [alg.fixed_atom(s, "constant", f"'{name}' is not used by the traced forward") for s in shape]
-            role, direction, is_buffer = "other", None, name not in dict(model.named_parameters())
+            role, direction, is_buffer = "other", None, name not in param_names
         else:
             labels, direction, is_buffer = rec.labels, rec.direction, rec.is_buffer
             role = rec.roles[0] if rec.roles else "other"
@@ -307,6 +315,35 @@ def build_layout(tracer, model: torch.nn.Module) -> Layout:
         off += _numel(shape)
     wide = torch.float64 if torch.float64 in dtypes else torch.float32
     return Layout(tuple(params), tuple(groups), tuple(ints), str(wide).replace("torch.", ""), type(model).__name__)
+
+
+def _slot_fixed_axes(alg, labels: list, shape: tuple[int, ...]) -> None:
+    """Make the fixed axes of a parameter with more than two neuron axes edge-vector slots.
+
+    A graph edge joins two neurons, so a parameter can have at most two neuron axes. Stacked weights have
+    a third axis that no symmetry moves: the expert index of ``W[E, out, in]`` (tokens are routed by the
+    data), a layer or gate index. Such a fixed axis is packed into the edge vector, like a kernel offset.
+    Leading axes go first; a parameter with more than two *permutable* axes is left for the graph
+    compiler to refuse.
+    """
+    node_axes = [i for i, (lab, n) in enumerate(zip(labels, shape, strict=True))
+                 if not (n == 1 and alg.is_singleton(lab)) and _has_neurons(alg, lab)]
+    extra = len(node_axes) - 2
+    for i in node_axes:
+        if extra <= 0:
+            return
+        if alg.is_fixed(labels[i]):
+            alg.mark(labels[i], SPATIAL)
+            extra -= 1
+
+
+def _has_neurons(alg, label) -> bool:
+    """True when some atom of ``label`` is a neuron space (anything but a fixed spatial slot)."""
+    for a in alg.atoms(label):
+        _size, fixed, kinds, _r = alg.atom_info(a)
+        if not (fixed and SPATIAL in kinds):
+            return True
+    return False
 
 
 def canonical_names(model: torch.nn.Module) -> dict[str, str]:

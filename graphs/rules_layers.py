@@ -114,6 +114,106 @@ def einsum(t: Tracer, node, args, kwargs) -> TensorVal:
     return t.tensor(labels, shape, is_weight(ops))
 
 
+def grouped_mm(t: Tracer, node, args, kwargs) -> TensorVal:
+    """Grouped matmul of stacked expert weights (``_grouped_mm``, Hugging Face's ``grouped_mm_fallback``).
+
+    ``x[S, K] @ W[E, K, N] -> y[S, N]`` with the rows of ``x`` sorted by expert and ``offs`` the end of each
+    expert's rows: ``K`` is contracted, ``N`` is one group for all experts (a sound subgroup of permuting each
+    expert's units on its own). Which expert a row uses depends on the data, so the expert axis is fixed; it
+    becomes an edge-vector slot (like a kernel offset). ``x[E, M, K] @ W[E, K, N]`` (no offsets) is a batched
+    matmul whose expert axes align. Other layouts (2-d weights split by offsets) stay unsupported.
+    """
+    b = bind(node, args, kwargs)
+    x, w = b.get("self", b.get("input")), b.get("mat2", b.get("weight"))
+    offs, bias = b.get("offs"), b.get("bias")
+    shape = out_shapes(node)[0]
+    t.note_role(w, "linear")
+    if len(x.shape) == 2 and len(w.shape) == 3 and isinstance(offs, TensorVal):
+        t.fix(w.labels[0], "expert index (rows are routed to experts by the data)", SPATIAL)
+        t.fix(x.labels[0], "rows grouped by expert")
+        t.unify(x.labels[1], w.labels[1], "grouped matmul contraction")
+        t.note_direction(w, 1, 2)
+        labels = [x.labels[0], w.labels[2]]
+    elif len(x.shape) == 3 and len(w.shape) == 3 and offs is None:
+        t.fix(w.labels[0], "expert index of a stacked weight", SPATIAL)
+        t.unify(x.labels[0], w.labels[0], "grouped matmul experts")
+        t.unify(x.labels[2], w.labels[1], "grouped matmul contraction")
+        t.note_direction(w, 1, 2)
+        labels = [w.labels[0], x.labels[1], w.labels[2]]
+    else:
+        return fallback(t, node, args, kwargs)
+    if isinstance(bias, TensorVal):  # one bias row per expert: [E, N]
+        t.note_role(bias, "bias")
+        t.unify(bias.labels[-1], labels[-1], "grouped matmul bias")
+        t.unify(bias.labels[0], w.labels[0], "grouped matmul bias experts")
+    return t.tensor(labels, shape, is_weight(x, w))
+
+
+def weight_norm(t: Tracer, node, args, kwargs):
+    """``_weight_norm(v, g, dim)``: ``w = g * v / ||v||`` (norm over every axis but ``dim``).
+
+    The norm is invariant to permuting the axes it sums over, and ``g`` scales along ``dim``: ``w`` has
+    ``v``'s labels, and ``g``'s axes of size > 1 are ``v``'s. ``w`` keeps ``v``'s parameter axis map, so the
+    layer that uses ``w`` records its role and direction on ``v``.
+    """
+    b = bind(node, args, kwargs)
+    v, g = b["v"], b["g"]
+    t.note_role(g, "scale")
+    off = len(v.shape) - len(g.shape)
+    for i, s in enumerate(g.shape):
+        if s > 1 and i + off >= 0 and v.shape[i + off] == s:
+            t.unify(g.labels[i], v.labels[i + off], "weight norm scale")
+    w = t.tensor(v.labels, v.shape, is_weight(v, g), v.src)
+    if not isinstance(node.meta["val"], (list, tuple)):
+        return w
+    return w, t.tensor(g.labels, g.shape, is_weight(v, g))  # _weight_norm_interface: (w, norms)
+
+
+def im2col(t: Tracer, node, args, kwargs) -> TensorVal:
+    """im2col (``F.unfold``): ``x[B, C, H, W] -> [B, C x K, L]`` with kernel offsets ``K`` and positions ``L`` fixed."""
+    x: TensorVal = args[0]
+    shape = out_shapes(node)[0]
+    c = len(x.shape) - 3  # channel axis (0 when unbatched)
+    for d in (1, 2):
+        t.fix(x.labels[c + d], "spatial position (im2col input)", SPATIAL)
+    k = shape[c] // x.shape[c]
+    cols = ("p", (x.labels[c], t.fixed(k, SPATIAL, "kernel offset (im2col)")))
+    labels = list(x.labels[:c]) + [t.alg.resolve(cols), t.fixed(shape[c + 1], SPATIAL, "sliding-window position")]
+    return t.tensor(labels, shape, x.weight)
+
+
+def col2im(t: Tracer, node, args, kwargs) -> TensorVal:
+    """col2im (``F.fold``): ``x[B, C x K, L] -> [B, C, H, W]``; windows overlap and add, so ``K``, ``L`` are fixed."""
+    x: TensorVal = args[0]
+    shape = out_shapes(node)[0]
+    c = len(shape) - 3
+    chan = t.fresh(shape[c])
+    t.unify(x.labels[c], ("p", (chan, t.fixed(x.shape[c] // shape[c], SPATIAL, "kernel offset (col2im)"))), "col2im")
+    t.fix(x.labels[c + 1], "sliding-window position (col2im input)", SPATIAL)
+    labels = list(x.labels[:c]) + [chan] + [t.fixed(s, SPATIAL, "spatial position") for s in shape[c + 1:]]
+    return t.tensor(labels, shape, x.weight)
+
+
+def unfold_windows(t: Tracer, node, args, kwargs) -> TensorVal:
+    """``Tensor.unfold(dim, size, step)``: sliding windows along ``dim``.
+
+    The windowed axis and the window index are fixed (positions); the new offset-in-window axis is a fixed
+    spatial axis, like a kernel offset, so a layer reading the flattened windows gets edge slots.
+    """
+    x: TensorVal = args[0]
+    b = bind(node, args, kwargs)
+    shape = out_shapes(node)[0]
+    labels = list(x.labels)
+    if x.shape:
+        dim = b["dimension"] % len(x.shape)
+        kinds = {k for a in t.alg.atoms(x.labels[dim]) for k in t.alg.atom_info(a)[2]}
+        kind = SPATIAL if SPATIAL in kinds else "constant"
+        t.fix(x.labels[dim], "sliding windows (unfold)", kind)
+        labels[dim] = t.fixed(shape[dim], kind, "window index (unfold)")
+    labels.append(t.fixed(shape[-1], SPATIAL, "offset in the window (unfold)"))
+    return t.tensor(labels, shape, x.weight)
+
+
 def _opaque(t: Tracer, node, ops):
     return fallback(t, node, tuple(ops), {})
 
@@ -195,9 +295,10 @@ def batch_norm(t: Tracer, node, args, kwargs):
                  [x.labels[c]], ["norm_weight", "norm_bias", "running_mean", "running_var"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else ([x.labels[c]] if s == (x.shape[c],) else
-                                                         [t.fresh(n) for n in s]), s, x.weight) for s in shapes)
+                                                         [t.fresh(n) for n in s]), s, x.weight,
+                          x.src if s == x.shape else None) for s in shapes)
 
 
 def layer_norm(t: Tracer, node, args, kwargs):
@@ -208,7 +309,7 @@ def layer_norm(t: Tracer, node, args, kwargs):
     _norm_params(t, [b.get("weight"), b.get("bias")], x.labels[len(x.shape) - n:], ["norm_weight", "norm_bias"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else x.labels[:len(s)], s, x.weight) for s in shapes)
 
 
@@ -222,7 +323,7 @@ def group_norm(t: Tracer, node, args, kwargs):
     _norm_params(t, [b.get("weight"), b.get("bias")], [ch], ["norm_weight", "norm_bias"])
     shapes = out_shapes(node)
     if not isinstance(node.meta["val"], (list, tuple)):
-        return t.tensor(x.labels, shapes[0], x.weight)
+        return t.tensor(x.labels, shapes[0], x.weight, x.src)  # a standardized weight keeps its axis map
     return tuple(t.tensor(x.labels if s == x.shape else [t.fixed(n, "constant", "group statistics") for n in s],
                           s, x.weight) for s in shapes)
 
@@ -369,6 +470,9 @@ LAYER_RULES: dict[str, Any] = {
     "native_layer_norm": layer_norm, "rms_norm": layer_norm, "group_norm": group_norm,
     "native_group_norm": group_norm, "prelu": prelu, "_prelu_kernel": prelu, "glu": glu,
     "embedding": embedding, "scaled_dot_product_attention": sdpa,
+    "_grouped_mm": grouped_mm, "grouped_mm_fallback": grouped_mm,
+    "_weight_norm": weight_norm, "_weight_norm_interface": weight_norm,
+    "im2col": im2col, "col2im": col2im, "unfold": unfold_windows,
     "lstm": recurrent, "gru": recurrent, "rnn_tanh": recurrent, "rnn_relu": recurrent,
 }
 for _k in """max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices max_pool3d_with_indices

@@ -72,11 +72,7 @@ def cat(t: Tracer, node, args, kwargs) -> TensorVal:
     shape = out_shapes(node)[0]
     ins = [v for v in b["tensors"] if isinstance(v, TensorVal) and v.shape != (0,)]
     dim = b["dim"] % len(shape)
-    labels: list = list(ins[0].labels)
-    for v in ins[1:]:
-        for k in range(len(shape)):
-            if k != dim:
-                t.unify(labels[k], v.labels[k], "concatenated tensors")
+    labels = _joined_labels(t, ins, skip=dim, why="concatenated tensors")
     labels[dim] = t.alg.resolve(("c", tuple(v.labels[dim] for v in ins)))
     return t.tensor(labels, shape, is_weight(ins))
 
@@ -87,12 +83,27 @@ def stack(t: Tracer, node, args, kwargs) -> TensorVal:
     shape = out_shapes(node)[0]
     ins = [v for v in b["tensors"] if isinstance(v, TensorVal)]
     dim = b["dim"] % len(shape)
-    labels = list(ins[0].labels)
-    for v in ins[1:]:
-        for k in range(len(labels)):
-            t.unify(labels[k], v.labels[k], "stacked tensors")
+    labels = _joined_labels(t, ins, skip=None, why="stacked tensors")
     labels.insert(dim, t.fixed(len(ins), CONSTANT, "stack index"))
     return t.tensor(labels, shape, is_weight(ins))
+
+
+def _joined_labels(t: Tracer, ins: list[TensorVal], skip: int | None, why: str) -> list:
+    """Unify the axes (but ``skip``) of tensors joined by cat/stack; return the joined labels.
+
+    A size-1 axis of a weight-derived operand (a class token ``[1, 1, D]``, whose batch axis is 1 when the
+    batch is 1) is not tied to the others: it holds nothing to permute, and tying it would make a batch axis
+    a parameter axis. The labels come from the first operand computed from the input, if any.
+    """
+    base = next((v for v in ins if not v.weight), ins[0])
+    labels = list(base.labels)
+    for v in ins:
+        if v is base:
+            continue
+        for k, s in enumerate(v.shape):
+            if k != skip and not (s == 1 and (v.weight or base.weight)):
+                t.unify(labels[k], v.labels[k], why)
+    return labels
 
 
 def fix_dims(t: Tracer, node, args, kwargs) -> TensorVal:
@@ -139,11 +150,15 @@ def index_tensor(t: Tracer, node, args, kwargs) -> TensorVal:
             for i, s in enumerate(ix.shape):
                 if s != 1 and i + off >= 0:
                     t.unify(idx_labels[i + off], ix.labels[i], "index tensors")
+    src = None
     if contiguous:
+        kept = list(range(used[0])) + [None] * nidx + list(range(used[-1] + 1, len(x.shape)))
         labels = x.labels[:used[0]] + idx_labels + [x.labels[k] for k in range(used[-1] + 1, len(x.shape))]
+        if x.src is not None:  # rows of a stacked weight picked by index keep the other axes' map (W[ids])
+            src = (x.src[0], tuple(None if k is None else x.src[1][k] for k in kept))
     else:
         labels = idx_labels + rest
-    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]))
+    return t.tensor(labels, shape, is_weight(x, *[i for i in indices if isinstance(i, TensorVal)]), src)
 
 
 def gather(t: Tracer, node, args, kwargs) -> TensorVal:

@@ -11,7 +11,8 @@ from the rules in ``/work/shared/SYMMETRY.md``:
   several layers (residual stream, q/k of separate projections) counts once. A concatenated axis
   contributes its blocks' nodes, and the blocks of one parameter axis are distinct nodes even when their
   labels are equal (``[Q|K|V]`` with ``Q == K``), because one parameter cannot have parallel edges. Fixed
-  gate factors of fused RNN weights are edge slots, like kernel offsets.
+  gate factors of fused RNN weights, and the fixed expert index of stacked expert weights ``W[E, out, in]``,
+  are edge slots, like kernel offsets.
 
 Notation in the notes: ``R`` a residual stream, ``H`` heads, ``Dqk``/``Dv`` per-head q/k and v dims, ``M``
 an MLP hidden layer, ``[A|B]`` a concatenation, ``A x B`` a product. Cases whose count depends on a
@@ -20,94 +21,19 @@ convention that SYMMETRY.md leaves open say "UNSURE" in the note and explain bot
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from tests.graphs import catalogue_nets as nets
+from tests.graphs.catalogue_base import Case, HFLogits
+from tests.graphs.catalogue_base import case as _case
+from tests.graphs.catalogue_base import hf_case as _hf_case
+from tests.graphs.catalogue_base import inputs as _inputs
+from tests.graphs.catalogue_ops import OPS_CASES, OPS_HF_CASES
 
-__all__ = ["Case", "CASES", "HF_CASES", "ALL_CASES"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One network of the oracle with its hand-derived symmetry structure.
-
-    Args:
-        name: Unique snake_case identifier.
-        build: Deterministic (seeded) constructor; returns a float32 model in eval mode.
-        inputs: Seeded example positional inputs (batch 2).
-        group_sizes: Sorted sizes of the independent permutable groups.
-        permutable_neurons: Graph nodes in spaces with a permutable factor (see module docstring).
-        note: How the numbers were derived.
-        kwargs: Seeded example keyword inputs, if the forward takes any.
-        hf: Needs ``transformers``.
-        rtol: Relative tolerance for the float64 soundness check; only looser than 1e-9 with a reason in note.
-    """
-
-    name: str
-    build: Callable[[], nn.Module]
-    inputs: Callable[[], tuple]
-    group_sizes: tuple[int, ...]
-    permutable_neurons: int
-    note: str
-    kwargs: Callable[[], dict] | None = None
-    hf: bool = False
-    rtol: float = 1e-9
-
-
-# --------------------------------------------------------------------------- helpers
-def _inputs(*specs: tuple[int, ...] | tuple[str, int, tuple[int, ...]], seed: int = 1
-                   ) -> Callable[[], tuple]:
-    """Inputs factory: a shape gives ``randn``; ``("ids", vocab, shape)`` gives token ids in ``[1, "
-    "vocab)``."""
-
-    def make() -> tuple:
-        g = torch.Generator().manual_seed(seed)
-        out: list[Tensor] = []
-        for spec in specs:
-            if spec and spec[0] == "ids":
-                _, vocab, shape = spec
-                out.append(torch.randint(1, vocab, shape, generator=g))
-            else:
-                out.append(torch.randn(*spec, generator=g))
-        return tuple(out)
-
-    return make
-
-
-def _warm_norm_stats(model: nn.Module, inputs: tuple, steps: int = 3) -> None:
-    """Run a few train-mode passes on shifted, rescaled inputs so running statistics are non-trivial."""
-    model.train()
-    with torch.no_grad():
-        for i in range(steps):
-            model(*(x * (1.0 + 0.5 * i) + 0.3 * i + 0.2 * torch.randn_like(x) if x.is_floating_point() else x
-                    for x in inputs))
-
-
-def _builder(factory: Callable[[], nn.Module], seed: int = 0,
-             warm: Callable[[], tuple] | None = None) -> Callable[[], nn.Module]:
-    """Seeded, side-effect-free constructor; ``warm`` (an inputs factory) trains norm running stats."""
-
-    def build() -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = factory()
-            if warm is not None:
-                _warm_norm_stats(model, warm())
-        return model.float().eval()
-
-    return build
-
-
-def _case(name: str, factory: Callable[[], nn.Module], inputs: Callable[[], tuple],
-          group_sizes: tuple[int, ...], permutable_neurons: int, note: str, *, warm: bool = False,
-          **extra: object) -> Case:
-    return Case(name, _builder(factory, warm=inputs if warm else None), inputs, group_sizes,
-                permutable_neurons, note, **extra)
+__all__ = ["Case", "CASES", "HF_CASES", "ALL_CASES", "HFLogits"]
 
 
 def _seq(*layers: nn.Module) -> Callable[[], nn.Module]:
@@ -353,38 +279,10 @@ _ATTENTION = [
           "2 blocks H3, Dqk4, Dv4, M24. Nodes 12 + 2*48."),
 ]
 
-CASES: list[Case] = _MLP + _CONV + _NORM + _RESIDUAL + _ATTENTION
+CASES: list[Case] = _MLP + _CONV + _NORM + _RESIDUAL + _ATTENTION + OPS_CASES
 
 
 # --------------------------------------------------------------------------- Hugging Face cases
-class HFLogits(nn.Module):
-    """Return only ``.logits`` of a Hugging Face model, so the output is one tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args: Tensor, **kwargs: Tensor) -> Tensor:
-        return self.model(*args, **kwargs).logits
-
-
-def _hf_factory(model_cls: str, config_cls: str, **config: object) -> Callable[[], nn.Module]:
-    def factory() -> nn.Module:
-        transformers = importlib.import_module("transformers")
-        cfg = getattr(transformers, config_cls)(**config)
-        return HFLogits(getattr(transformers, model_cls)(cfg))
-
-    return factory
-
-
-def _hf_case(name: str, model_cls: str, config_cls: str, config: dict, inputs: Callable[[], tuple],
-             group_sizes: tuple[int, ...], permutable_neurons: int, note: str, *, warm: bool = False,
-             rtol: float = 1e-9) -> Case:
-    factory = _hf_factory(model_cls, config_cls, **config)
-    build = _builder(factory, warm=inputs if warm else None)
-    return Case(name, build, inputs, group_sizes, permutable_neurons, note, hf=True, rtol=rtol)
-
-
 _TEXT = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_labels=3)
 
 HF_CASES: list[Case] = [
@@ -436,6 +334,6 @@ HF_CASES: list[Case] = [
              "rotate_half fix Dqk; per layer H2, Dv16, gate==up I48. Nodes R32 + 2*(qk 32 [H x fixed Dqk] + "
              "v 32 + I48). rtol 1e-6: LlamaRMSNorm casts to float32 even in a float64 model (measured 6e-8).",
              rtol=1e-6),
-]
+] + OPS_HF_CASES
 
 ALL_CASES: list[Case] = CASES + HF_CASES
