@@ -14,6 +14,12 @@ Speed: models are buffered and written as blocks of rows (``buffer_bytes``). Row
 compression by default: on trained float32 weights lzf saved 0% (7% with byte shuffle) and made
 writing 15x and random reads up to 10x slower on our machines; ``compression="lzf"`` remains available
 for zoos with many exact zeros.
+
+Precision: rows are stored in their layout's dtype. Weights given in a wider dtype (a float64
+checkpoint of a float32 architecture) are rounded to it and stored; the writer measures the rounding
+and, on :meth:`ZooWriter.close`, warns once (:class:`~datasets.errors.ZooWarning`) with the number of
+models and the largest absolute and relative rounding error (:attr:`ZooWriter.rounding`). To keep
+float64, trace the architecture in float64 (a factory returning ``model.double()``).
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
+import torch
 
 import graphs
 from datasets.atomic import FileTransaction
-from datasets.errors import LabelError, NonFiniteError
+from datasets.errors import LabelError, NonFiniteError, ZooWarning
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, LABEL_KINDS, ZooReader, open_hdf5
 from datasets.labels import encode_column, h5_dtype, missing_value, value_kind
 from datasets.splits import DEFAULT_SPLIT, SplitSpec, make_splits
@@ -105,6 +113,8 @@ class ZooWriter:
         self._last_commit = time.monotonic()
         self._dirty = not append  # a new zoo is committed on close even when empty
         self._rows_since_splits = False  # rows written since the default splits were last checked
+        self.rounding = {"models": 0, "max_abs": 0.0, "max_rel": 0.0, "from": "", "to": "", "layout": ""}
+        """Models whose weights were rounded to their layout's dtype, and the largest rounding errors."""
 
     # ------------------------------------------------------------------ opening
     def _create(self) -> None:
@@ -147,6 +157,12 @@ class ZooWriter:
             NonFiniteError: A NaN/Inf weight (unless ``allow_nonfinite``).
         """
         vec = graphs.flatten_state_dict(model_or_state_dict, layout)
+        sd = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
+        wide = [sd[p.name].dtype for p in layout.params if sd[p.name].dtype.is_floating_point
+                and sd[p.name].dtype.itemsize > vec.dtype.itemsize]
+        if wide:  # keep the given precision until add_rows, which measures the rounding
+            vec = torch.cat([sd[p.name].detach().reshape(-1).to("cpu", max(wide, key=lambda d: d.itemsize))
+                             for p in layout.params])
         ints = graphs.flatten_int_buffers(model_or_state_dict, layout)
         return self.add_rows(layout, vec.numpy()[None], ints.numpy()[None],
                              {k: [v] for k, v in (labels or {}).items()})
@@ -174,7 +190,10 @@ class ZooWriter:
             raise graphs.LayoutMismatchError(f"ints have shape {ints.shape}, layout {layout.fingerprint} needs "
                                       f"({k}, {num_int})")
         labels = {str(name): list(values) for name, values in (labels or {}).items()}
+        given = params
         params = params.astype(dtype, copy=False)
+        if given.dtype.kind == "f" and given.dtype.itemsize > params.dtype.itemsize:
+            self._measure_rounding(given, params, layout)
         if not self.allow_nonfinite and not np.isfinite(params).all():
             self._raise_nonfinite(params, layout, labels)
         labels = self._encode_labels(labels, k)
@@ -205,6 +224,27 @@ class ZooWriter:
         out = {name: encode_column(name, kinds[name], labels.get(name, [None] * k)) for name in kinds}
         self._kinds = kinds
         return out
+
+    def _measure_rounding(self, given: np.ndarray, stored: np.ndarray, layout) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            err = np.abs(stored.astype(given.dtype) - given)
+            err = np.where(np.isfinite(err), err, 0.0)
+            rel = err / np.maximum(np.abs(given), np.finfo(stored.dtype).tiny)
+        r = self.rounding
+        r["models"] += len(given)
+        r["max_abs"] = max(r["max_abs"], float(err.max(initial=0.0)))
+        r["max_rel"] = max(r["max_rel"], float(rel.max(initial=0.0)))
+        r["from"], r["to"] = str(given.dtype), str(stored.dtype)
+        r["layout"] = r["layout"] or f"{layout.name or ''}#{layout.fingerprint}"
+
+    def _warn_rounding(self) -> None:
+        r = self.rounding
+        if r["models"]:
+            warnings.warn(ZooWarning(
+                f"{r['models']} models had {r['from']} weights and were stored rounded to the {r['to']} of their "
+                f"layout {r['layout']} (largest rounding error {r['max_abs']:.3g}, relative {r['max_rel']:.3g}); to "
+                f"keep {r['from']}, trace the architecture in {r['from']} (e.g. a factory returning model.double())"),
+                stacklevel=3)
 
     def _raise_nonfinite(self, params: np.ndarray, layout, labels: dict) -> None:
         r = int(np.flatnonzero(~np.isfinite(params).all(axis=1))[0])
@@ -373,6 +413,7 @@ class ZooWriter:
             raise
         self._txn.release()
         self._txn = None
+        self._warn_rounding()
 
     def abort(self) -> None:
         """Drop everything not yet committed; the zoo file stays at its last committed version."""
