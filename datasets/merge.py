@@ -72,8 +72,9 @@ def merge_zoos(inputs: list[str | os.PathLike], out: str | os.PathLike, block: i
             :class:`~datasets.errors.ZooWarning`) instead of refusing them.
 
     Raises:
-        ZooError: ``out`` exists or is an input, an input is given twice, inputs share models (unless
-            ``dedupe``), or label columns conflict.
+        ValueError: ``out`` exists (unless ``overwrite``) or its folder does not.
+        ZooError: ``out`` is an input, an input is given twice, inputs share models (unless ``dedupe``),
+            or label columns conflict.
     """
     out = os.path.abspath(os.fspath(out))
     _check_inputs(inputs, out)
