@@ -18,7 +18,10 @@ for zoos with many exact zeros.
 Precision: rows are stored in their layout's dtype. Weights given in a wider dtype (a float64
 checkpoint of a float32 architecture) are rounded to it and stored; the writer measures the rounding
 and, on :meth:`ZooWriter.close`, warns once (:class:`~datasets.errors.ZooWarning`) with the number of
-models and the largest absolute and relative rounding error (:attr:`ZooWriter.rounding`). To keep
+models that changed and the largest absolute and relative rounding error (:attr:`ZooWriter.rounding`,
+a :class:`datasets.precision.RoundingReport`).
+Wider values that the layout's dtype holds exactly (a float32 model saved after ``.double()``) are
+stored without a word. To keep
 float64, trace the architecture in float64 (a factory returning ``model.double()``).
 """
 
@@ -28,7 +31,6 @@ import json
 import os
 import time
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,9 +40,10 @@ import torch
 
 import graphs
 from datasets.atomic import FileTransaction
-from datasets.errors import LabelError, NonFiniteError, ZooWarning
+from datasets.errors import LabelError, NonFiniteError
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, LABEL_KINDS, ZooReader, open_hdf5
 from datasets.labels import encode_column, h5_dtype, missing_value, value_kind
+from datasets.precision import RoundingReport
 from datasets.splits import DEFAULT_SPLIT, SplitSpec, make_splits
 
 __all__ = ["ZooWriter"]
@@ -113,7 +116,7 @@ class ZooWriter:
         self._last_commit = time.monotonic()
         self._dirty = not append  # a new zoo is committed on close even when empty
         self._rows_since_splits = False  # rows written since the default splits were last checked
-        self.rounding = {"models": 0, "max_abs": 0.0, "max_rel": 0.0, "from": "", "to": "", "layout": ""}
+        self.rounding = RoundingReport()
         """Models whose weights were rounded to their layout's dtype, and the largest rounding errors."""
 
     # ------------------------------------------------------------------ opening
@@ -193,7 +196,7 @@ class ZooWriter:
         given = params
         params = params.astype(dtype, copy=False)
         if given.dtype.kind == "f" and given.dtype.itemsize > params.dtype.itemsize:
-            self._measure_rounding(given, params, layout)
+            self.rounding.note(given, params, f"{layout.name or ''}#{layout.fingerprint}")
         if not self.allow_nonfinite and not np.isfinite(params).all():
             self._raise_nonfinite(params, layout, labels)
         labels = self._encode_labels(labels, k)
@@ -224,27 +227,6 @@ class ZooWriter:
         out = {name: encode_column(name, kinds[name], labels.get(name, [None] * k)) for name in kinds}
         self._kinds = kinds
         return out
-
-    def _measure_rounding(self, given: np.ndarray, stored: np.ndarray, layout) -> None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            err = np.abs(stored.astype(given.dtype) - given)
-            err = np.where(np.isfinite(err), err, 0.0)
-            rel = err / np.maximum(np.abs(given), np.finfo(stored.dtype).tiny)
-        r = self.rounding
-        r["models"] += len(given)
-        r["max_abs"] = max(r["max_abs"], float(err.max(initial=0.0)))
-        r["max_rel"] = max(r["max_rel"], float(rel.max(initial=0.0)))
-        r["from"], r["to"] = str(given.dtype), str(stored.dtype)
-        r["layout"] = r["layout"] or f"{layout.name or ''}#{layout.fingerprint}"
-
-    def _warn_rounding(self) -> None:
-        r = self.rounding
-        if r["models"]:
-            warnings.warn(ZooWarning(
-                f"{r['models']} models had {r['from']} weights and were stored rounded to the {r['to']} of their "
-                f"layout {r['layout']} (largest rounding error {r['max_abs']:.3g}, relative {r['max_rel']:.3g}); to "
-                f"keep {r['from']}, trace the architecture in {r['from']} (e.g. a factory returning model.double())"),
-                stacklevel=3)
 
     def _raise_nonfinite(self, params: np.ndarray, layout, labels: dict) -> None:
         r = int(np.flatnonzero(~np.isfinite(params).all(axis=1))[0])
@@ -413,7 +395,7 @@ class ZooWriter:
             raise
         self._txn.release()
         self._txn = None
-        self._warn_rounding()
+        self.rounding.warn()
 
     def abort(self) -> None:
         """Drop everything not yet committed; the zoo file stays at its last committed version."""

@@ -1,7 +1,8 @@
 """Command-line plumbing shared by every weightgraph command.
 
 ``python -m graphs``, ``python -m datasets``, ``train.py`` and ``eval.py`` share one-line user errors,
-``module:factory`` loading, example-input parsing and device choice. They live here, at the bottom
+``module:factory`` loading and calling, example inputs (parsed, or guessed from the first layer), the
+policy for existing output files and device choice. They live here, at the bottom
 layer, so that every command imports them downwards.
 """
 

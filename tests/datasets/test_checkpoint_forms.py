@@ -58,12 +58,15 @@ def test_float64_into_a_float32_layout_warns_once_with_the_rounding_error(factor
 def test_writer_records_rounding_and_float32_input_is_silent(mlp_layout, tmp_path):
     with pytest.warns(ZooWarning, match="1 models had float64 weights"), ZooWriter(tmp_path / "a.h5") as w:
         w.add({k: v.double() / 3 for k, v in make_mlp(0).state_dict().items()}, mlp_layout)
-    assert w.rounding["models"] == 1 and 0 < w.rounding["max_rel"] <= 2 ** -24
+    assert w.rounding.models == 1 and 0 < w.rounding.max_rel <= 2 ** -24
     with warnings.catch_warnings():
         warnings.simplefilter("error", ZooWarning)
         with ZooWriter(tmp_path / "b.h5") as w:
             w.add(make_mlp(0), mlp_layout)
-    assert w.rounding["models"] == 0
+            w.add(make_mlp(1).double(), mlp_layout)  # float64, but float32-exact: nothing is lost
+    assert w.rounding.models == 0
+    with ZooReader(tmp_path / "b.h5") as r:
+        assert np.array_equal(r.read(1)[1], graphs.flatten_state_dict(make_mlp(1), mlp_layout).numpy())
 
 
 def test_ddp_prefixed_checkpoints_convert_like_plain_ones(factories, capsys, mlp_layout):
