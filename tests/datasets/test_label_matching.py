@@ -177,3 +177,20 @@ def test_json_labels_and_keys_that_look_like_numbers(tmp_path):
     (tmp_path / "nokey.csv").write_text("file,acc\n,0.5\n")
     with pytest.raises(LabelError, match="line 2: the 'file' cell is empty"):
         read_label_file(tmp_path / "nokey.csv")
+
+
+def test_a_resumed_convert_needs_labels_only_for_the_new_checkpoints(ckpts, capsys, tmp_path):
+    src, acc = ckpts
+    (tmp_path / "l.csv").write_text("file,acc\n" + "".join(f"{s},{a}\n" for s, a in acc.items()))
+    rc, _, err, out = convert(capsys, src, tmp_path / "l.csv")
+    assert rc == 0, err
+    for i in (5, 6):
+        torch.save(make_mlp(i).state_dict(), src / f"m{i}.pt")
+    (tmp_path / "new.csv").write_text("file,acc\nm5,0.6\n")
+    rc, _, err = cli(capsys, "convert", src, out, "--labels", tmp_path / "new.csv", *MODEL)
+    assert_one_line_error(rc, err, "1 of 2 checkpoints have no row (e.g. m6.pt)")  # the 5 stored ones need none
+    (tmp_path / "new.csv").write_text("file,acc\nm5,0.6\nm6,0.7\n")
+    rc, text, err = cli(capsys, "convert", src, out, "--labels", tmp_path / "new.csv", *MODEL)
+    assert rc == 0 and "added 2 models, skipped 5, 7 in total" in text, err
+    got, _ = stored(out, "acc")
+    assert got["m6.pt"] == pytest.approx(0.7) and got["sub/m4.pt"] == pytest.approx(0.5)

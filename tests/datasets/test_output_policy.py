@@ -11,8 +11,8 @@ from zoo_models import make_cnn, make_mlp
 
 from datasets import ZooReader, ZooWriter
 from datasets.errors import ZooError
-from datasets.zoo.build import build_classifier_zoo
-from datasets.zoo.recipes import ClassifierRecipe
+from datasets.zoo.build import build_classifier_zoo, build_siren_zoo
+from datasets.zoo.recipes import ClassifierRecipe, get_recipe
 
 ONE_RUN = ClassifierRecipe(name="one", data="digits", n_runs=1, seed=5, families=("mlp",), widths=(8,), depths=(2,),
                            activations=("relu",), epochs=(1,), batch_size=128)
@@ -142,3 +142,13 @@ def test_convert_refuses_a_missing_output_folder(tmp_path, monkeypatch, capsys):
     rc, _, err = cli(capsys, "convert", tmp_path / "src", tmp_path / "nope" / "z.h5", "--model",
                      f"{FACTORY_MODULE}:make", "--workers", "0", "--quiet")
     assert_one_line_error(rc, err, "does not exist", "mkdir")
+
+
+def test_siren_build_append_refuses_its_seed_before_fitting(tmp_path, mlp_layout):
+    out = tmp_path / "inr.h5"
+    with ZooWriter(out) as w:
+        w.add(make_mlp(0), mlp_layout, labels={"recipe": "digits-siren", "seed": 0})
+    with pytest.raises(ZooError, match="recipe 'digits-siren' with seed \\[0\\]"):
+        build_siren_zoo(get_recipe("digits-siren", n_images=1), out, append=True)
+    with ZooReader(out) as r:
+        assert r.num_models == 1
