@@ -4,7 +4,7 @@ Command line: ``python -m datasets --help``.
 """
 
 from datasets.dataset import ZooDataset, ZooLoader
-from datasets.errors import LabelError, NonFiniteError, ZooError, ZooFormatError, ZooLockedError
+from datasets.errors import LabelError, NonFiniteError, ZooError, ZooFormatError, ZooLockedError, ZooWarning
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, ZooReader
 from datasets.splits import DEFAULT_SPLIT, SplitSpec, make_splits
 from datasets.stats import NormStats, compute_stats, orbit_ids, read_stats, write_stats
@@ -14,5 +14,5 @@ from datasets.writer import ZooWriter
 __all__ = [
     "Compose", "DEFAULT_SPLIT", "FORMAT", "FORMAT_VERSION", "LabelError", "NonFiniteError", "NormStats", "Normalize",
     "RandomSymmetry", "SplitSpec", "ZooDataset", "ZooError", "ZooFormatError", "ZooLoader", "ZooLockedError",
-    "ZooReader", "ZooWriter", "compute_stats", "make_splits", "orbit_ids", "read_stats", "write_stats",
+    "ZooReader", "ZooWarning", "ZooWriter", "compute_stats", "make_splits", "orbit_ids", "read_stats", "write_stats",
 ]

@@ -10,12 +10,22 @@ The architecture comes from the checkpoint when it embeds one (a ``layout`` entr
 model factory ``module:function``, traced once per distinct set of parameter shapes. A factory
 taking no argument builds the one architecture; a factory taking one argument is given each
 checkpoint's state_dict, so that it can size the model (e.g. the width of ``conv1.weight``).
+Without ``--example-input-shape`` the example input is guessed from the model's first layer
+(:func:`graphs.example_inputs.infer_example_inputs`).
+
+Checkpoints saved from a wrapped model (DDP's ``module.`` prefix on every key, ``torch.compile``'s
+``_orig_mod.``) are unwrapped when that makes their keys the layout's
+(:func:`graphs.checkpoints.strip_wrapper_prefix`). Weights wider than the layout's dtype (float64
+checkpoints of a float32 architecture) are stored rounded, with one warning giving the largest
+rounding error (:class:`datasets.writer.ZooWriter`).
+
+Labels (``--labels``) are matched to checkpoints by name only (:func:`datasets.labels.match_labels`);
+anything unmatched or missing is refused unless ``--allow-missing``.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import multiprocessing
 import os
 import sys
@@ -27,13 +37,22 @@ import torch
 from tqdm import tqdm
 
 import graphs
-from datasets.errors import LabelError, ZooError
+from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
 from datasets.importers import inr_folder, small_cnn_zoo
-from datasets.labels import column_kind, read_label_file
+from datasets.labels import match_labels, read_label_file
 from datasets.writer import ZooWriter
-from graphs.checkpoints import read_checkpoint
-from graphs.cli import load_factory, parse_input_shapes
+from graphs.checkpoints import read_checkpoint, strip_wrapper_prefix
+from graphs.cli import (
+    add_example_input_argument,
+    call_factory,
+    check_output,
+    load_factory,
+    parse_input_shapes,
+    required_arguments,
+)
+from graphs.convert import layout_keys
+from graphs.example_inputs import infer_example_inputs
 
 __all__ = ["ConvertResult", "convert_folder", "find_checkpoints", "register"]
 
@@ -98,90 +117,72 @@ def _init_worker() -> None:
 class _Architectures:
     """Layouts by embedded JSON or by shape signature, tracing the factory once per signature."""
 
-    def __init__(self, factory: Callable | None, example_inputs: tuple | None) -> None:
-        self.factory, self.example_inputs = factory, example_inputs
+    def __init__(self, factory: Callable | None, example_inputs: tuple | None, spec: str = "the model factory") -> None:
+        self.factory, self.example_inputs, self.spec = factory, example_inputs, spec
         self.by_json: dict[str, graphs.Layout] = {}
         self.by_shapes: dict[tuple, graphs.Layout] = {}
 
-    def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None, source: str) -> graphs.Layout:
+    def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None,
+                source: str) -> tuple[graphs.Layout, dict[str, torch.Tensor]]:
+        """The checkpoint's layout, and its state_dict unwrapped to the layout's keys where it was wrapped."""
         if layout_json is not None:
             if layout_json not in self.by_json:
                 try:
                     self.by_json[layout_json] = graphs.Layout.from_json(layout_json)
                 except ValueError as exc:
                     raise ZooError(f"{source}: its embedded layout cannot be read ({exc})") from exc
-            return self.by_json[layout_json]
+            layout = self.by_json[layout_json]
+            return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0]
         if self.factory is None:
-            raise ZooError(f"{source} embeds no layout; pass --model module:factory (and "
-                           "--example-input-shape) so its architecture can be traced")
-        key = tuple((k, tuple(v.shape)) for k, v in sd.items())
+            raise ZooError(f"{source} embeds no layout; pass --model module:factory so that its architecture can be "
+                           "traced")
+        unwrapped = strip_wrapper_prefix(sd)[0]  # what the factory sees: it sizes models by the usual keys
+        key = tuple((k, tuple(v.shape)) for k, v in unwrapped.items())
         if key not in self.by_shapes:
-            takes_sd = any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                           for p in inspect.signature(self.factory).parameters.values())
-            model = self.factory(sd) if takes_sd else self.factory()
-            if not isinstance(model, torch.nn.Module):
-                raise ZooError(f"the model factory returned {type(model).__name__}, not an nn.Module")
-            if self.example_inputs is None:
-                raise ZooError("tracing the model factory needs an example input: pass --example-input-shape, "
-                               "e.g. 1,3,32,32")
-            self.by_shapes[key] = graphs.trace(model, self.example_inputs)
-        return self.by_shapes[key]
+            takes_sd = bool(required_arguments(self.factory))
+            model = call_factory(self.factory, self.spec, unwrapped) if takes_sd else call_factory(self.factory,
+                                                                                                   self.spec)
+            example = self.example_inputs
+            if example is None:
+                example = infer_example_inputs(model, "--example-input-shape")
+            self.by_shapes[key] = graphs.trace(model, example)
+        layout = self.by_shapes[key]
+        return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0]
 
 
-def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]]) -> tuple[dict, dict]:
-    """``({source: {name: value}}, {name: kind})`` from a labels file (see :func:`read_label_file`)."""
+def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]], needed: list[str],
+                      allow_missing: bool) -> tuple[dict, dict]:
+    """``({source: {name: value}}, {name: kind})`` from a labels file (see :func:`match_labels`)."""
     if labels_path is None:
         return {}, {}
-    key, records = read_label_file(labels_path)
-    sources = [s for _, s in files]
-    if key is None:
-        if len(records) != len(sources):
-            raise LabelError(f"{labels_path} has {len(records)} rows for {len(sources)} checkpoints; add a 'source' "
-                             "column naming each row's checkpoint, or give exactly one row per checkpoint in sorted "
-                             "path order")
-        by_source = dict(zip(sources, records, strict=True))
-    else:
-        names: dict[str, str] = {}
-        for s in sources:  # a record may name its checkpoint by relative path, file name or stem
-            for alias in (s, os.path.basename(s), os.path.splitext(os.path.basename(s))[0]):
-                names.setdefault(alias, s)
-        by_source, unmatched = {}, []
-        for r in records:
-            name = str(r.get(key, "")).replace(os.sep, "/")
-            (unmatched.append(name) if name not in names else by_source.__setitem__(names[name], r))
-        if unmatched:
-            raise LabelError(f"{labels_path}: {len(unmatched)} rows name no checkpoint under the source folder "
-                             f"(e.g. {unmatched[0]!r}); fix the {key!r} column")
-        by_source = {s: {k: v for k, v in r.items() if k != key} for s, r in by_source.items()}
-    columns = sorted({k for r in by_source.values() for k in r})
-    if "source" in columns:
-        raise LabelError(f"{labels_path}: the column name 'source' is reserved for the checkpoint path")
-    kinds = {c: column_kind([by_source.get(s, {}).get(c) for s in sources]) for c in columns}
-    return by_source, kinds
+    return match_labels(read_label_file(labels_path), [s for _, s in files], needed, allow_missing)
 
 
 def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: Callable | None = None,
                    example_inputs: tuple | None = None, labels: str | None = None, workers: int | None = None,
                    overwrite: bool = False, allow_nonfinite: bool = False, skip_errors: bool = False,
-                   compression: str | None = None, progress: bool = True) -> ConvertResult:
+                   compression: str | None = None, progress: bool = True, allow_missing: bool = False,
+                   factory_spec: str = "the model factory") -> ConvertResult:
     """Convert every checkpoint under ``src`` into the zoo ``out`` (resuming when ``out`` exists).
 
     Args:
         src: Folder of checkpoints (searched recursively) or one checkpoint.
         out: Zoo file to create or extend.
         factory: Builds the ``nn.Module`` of checkpoints that embed no layout (see module docstring).
-        example_inputs: Inputs to trace the factory's model with.
-        labels: CSV/JSON labels file (see :func:`datasets.labels.read_label_file`).
+        example_inputs: Inputs to trace the factory's model with (default: guessed from its first layer).
+        labels: CSV/JSON labels file (see :func:`datasets.labels.read_label_file`), matched by name.
         workers: Loading processes (default: all cores; 0 or 1 loads in this process).
         overwrite: Start a new zoo instead of resuming.
         allow_nonfinite: Store checkpoints with NaN/Inf weights.
         skip_errors: Skip unreadable checkpoints (reported on stderr) instead of stopping.
         compression: Compression of the parameter rows (``None``, ``lzf``, ``gzip``).
         progress: Show a progress bar.
+        allow_missing: Store checkpoints without labels, label rows naming no checkpoint and empty
+            cells as missing values instead of refusing (see :func:`datasets.labels.match_labels`).
+        factory_spec: How the factory was named (for error messages).
     """
     out = os.fspath(out)
     files = find_checkpoints(src)
-    by_source, kinds = _labels_by_source(labels, files)
     done: set[str] = set()
     resume = os.path.exists(out) and not overwrite
     if resume:
@@ -191,7 +192,8 @@ def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: C
                                "--overwrite to replace it or choose another output")
             done = set(r.labels("source")) if "source" in r.label_names else set()
     todo = [(p, s) for p, s in files if s not in done]
-    archs = _Architectures(factory, example_inputs)
+    by_source, kinds = _labels_by_source(labels, files, [s for _, s in todo], allow_missing)
+    archs = _Architectures(factory, example_inputs, factory_spec)
     workers = (os.cpu_count() or 1) if workers is None else workers
     skipped = len(files) - len(todo)
     # The pool starts before the writer opens anything, so workers inherit no HDF5 handle or lock. Like
@@ -214,7 +216,7 @@ def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: C
                     skipped += 1
                     continue
                 sd = {k: torch.from_numpy(v) for k, v in arrays.items()}
-                layout = archs.resolve(sd, layout_json, source)
+                layout, sd = archs.resolve(sd, layout_json, source)
                 try:
                     writer.add(sd, layout, labels={**by_source.get(source, {}), "source": source})
                 except graphs.LayoutMismatchError as exc:
@@ -235,10 +237,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="folder of checkpoints, or one checkpoint")
     p.add_argument("out", help="zoo .h5 file to create or extend")
     p.add_argument("--model", help="module:factory building the architecture (for checkpoints without a layout)")
-    p.add_argument("--example-input-shape", help="shape of the tensor to trace the model with, e.g. 1,3,32,32")
+    add_example_input_argument(p, "shape of the tensor to trace the model with, e.g. 1,3,32,32 (repeat for several "
+                                  "inputs; default: guessed from the model's first layer)")
     p.add_argument("--example-input-dtype", default="float32", choices=("float32", "float64", "int64"),
                    help="dtype of the example input (int64 for token ids)")
-    p.add_argument("--labels", help="labels CSV/JSON; a 'source'/'path'/'file'/'name' column names the checkpoint")
+    p.add_argument("--labels", help="labels CSV/JSON; a column (file, filename, path, checkpoint, name, model, "
+                                    "source) names each row's checkpoint by file name, stem or relative path")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="store checkpoints without a labels row, rows naming no checkpoint and empty cells as missing "
+                        "values (NaN, '') instead of refusing")
     p.add_argument("--workers", type=int, default=None, help="loading processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT instead of resuming")
     p.add_argument("--allow-nonfinite", action="store_true", help="store checkpoints with NaN/Inf weights")
@@ -258,21 +265,23 @@ def _import_external(args: argparse.Namespace) -> bool:
                                "drop --labels/--model")
             n = run(args.src, args.out, append=not args.overwrite and os.path.exists(args.out),
                     allow_nonfinite=args.allow_nonfinite, progress=not args.quiet)
-            print(f"imported {n} models from the {name} folder {args.src} into {args.out}")
+            print(f"{args.out}: imported {n} models from the {name} folder {args.src}")
             return True
     return False
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output(args.out, overwrite=True, what="zoo")  # convert resumes an existing OUT; this checks its folder
     if _import_external(args):
         return 0
     factory = load_factory(args.model)[0] if args.model else None
     example = None
     if args.example_input_shape:
-        example = parse_input_shapes([args.example_input_shape], "--example-input-shape",
+        example = parse_input_shapes(args.example_input_shape, "--example-input-shape",
                                      dtype=getattr(torch, args.example_input_dtype))
     res = convert_folder(args.src, args.out, factory=factory, example_inputs=example, labels=args.labels,
                          workers=args.workers, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
-                         skip_errors=args.skip_errors, compression=args.compression, progress=not args.quiet)
+                         skip_errors=args.skip_errors, compression=args.compression, progress=not args.quiet,
+                         allow_missing=args.allow_missing, factory_spec=args.model or "the model factory")
     print(f"{args.out}: added {res.added} models, skipped {res.skipped}, {res.total} in total")
     return 0

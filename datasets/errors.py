@@ -5,7 +5,7 @@ The CLI catches these (and the ``graphs`` errors) and prints their message as on
 
 from __future__ import annotations
 
-__all__ = ["LabelError", "NonFiniteError", "ZooError", "ZooFormatError", "ZooLockedError"]
+__all__ = ["LabelError", "NonFiniteError", "ZooError", "ZooFormatError", "ZooLockedError", "ZooWarning"]
 
 
 class ZooError(ValueError):
@@ -26,3 +26,10 @@ class LabelError(ZooError):
 
 class ZooLockedError(ZooError):
     """Another process is writing the same zoo file."""
+
+
+class ZooWarning(UserWarning):
+    """Something was stored, but not exactly as given (rounded weights, labels stored as missing).
+
+    ``python -m datasets`` prints each as one ``warning: ...`` line on stderr.
+    """

@@ -10,6 +10,7 @@ import numpy as np
 from datasets.errors import ZooError
 from datasets.hdf5 import FORMAT, ZooReader
 from datasets.stats import split_digest
+from graphs.cli import check_output
 
 __all__ = ["describe", "plot_labels", "register"]
 
@@ -89,9 +90,16 @@ def plot_labels(path: str | os.PathLike, out_png: str | os.PathLike, max_models:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return os.fspath(out_png)
+    out_png = os.fspath(out_png)
+    tmp = f"{out_png}.tmp-{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, out_png)  # an interrupted save never leaves half a PNG where the old one was
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out_png
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,12 +109,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("zoo", help="zoo .h5 file")
     p.add_argument("--plot", nargs="?", const="", metavar="PNG",
                    help="save histograms of the numeric labels (default file: ZOO with .png suffix)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print(describe(args.zoo))
+    out = None
     if args.plot is not None:
         out = args.plot or os.path.splitext(args.zoo)[0] + ".png"
+        check_output(out, args.overwrite, what="plot")
+    print(describe(args.zoo))
+    if out is not None:
         print(f"plot: {plot_labels(args.zoo, out)}")
     return 0

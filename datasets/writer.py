@@ -14,6 +14,15 @@ Speed: models are buffered and written as blocks of rows (``buffer_bytes``). Row
 compression by default: on trained float32 weights lzf saved 0% (7% with byte shuffle) and made
 writing 15x and random reads up to 10x slower on our machines; ``compression="lzf"`` remains available
 for zoos with many exact zeros.
+
+Precision: rows are stored in their layout's dtype. Weights given in a wider dtype (a float64
+checkpoint of a float32 architecture) are rounded to it and stored; the writer measures the rounding
+and, on :meth:`ZooWriter.close`, warns once (:class:`~datasets.errors.ZooWarning`) with the number of
+models that changed and the largest absolute and relative rounding error (:attr:`ZooWriter.rounding`,
+a :class:`datasets.precision.RoundingReport`).
+Wider values that the layout's dtype holds exactly (a float32 model saved after ``.double()``) are
+stored without a word. To keep
+float64, trace the architecture in float64 (a factory returning ``model.double()``).
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
+import torch
 
 import graphs
 from datasets.atomic import FileTransaction
 from datasets.errors import LabelError, NonFiniteError
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, LABEL_KINDS, ZooReader, open_hdf5
 from datasets.labels import encode_column, h5_dtype, missing_value, value_kind
+from datasets.precision import RoundingReport
 from datasets.splits import DEFAULT_SPLIT, SplitSpec, make_splits
 
 __all__ = ["ZooWriter"]
@@ -105,6 +116,8 @@ class ZooWriter:
         self._last_commit = time.monotonic()
         self._dirty = not append  # a new zoo is committed on close even when empty
         self._rows_since_splits = False  # rows written since the default splits were last checked
+        self.rounding = RoundingReport()
+        """Models whose weights were rounded to their layout's dtype, and the largest rounding errors."""
 
     # ------------------------------------------------------------------ opening
     def _create(self) -> None:
@@ -147,6 +160,12 @@ class ZooWriter:
             NonFiniteError: A NaN/Inf weight (unless ``allow_nonfinite``).
         """
         vec = graphs.flatten_state_dict(model_or_state_dict, layout)
+        sd = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
+        wide = [sd[p.name].dtype for p in layout.params if sd[p.name].dtype.is_floating_point
+                and sd[p.name].dtype.itemsize > vec.dtype.itemsize]
+        if wide:  # keep the given precision until add_rows, which measures the rounding
+            vec = torch.cat([sd[p.name].detach().reshape(-1).to("cpu", max(wide, key=lambda d: d.itemsize))
+                             for p in layout.params])
         ints = graphs.flatten_int_buffers(model_or_state_dict, layout)
         return self.add_rows(layout, vec.numpy()[None], ints.numpy()[None],
                              {k: [v] for k, v in (labels or {}).items()})
@@ -174,7 +193,10 @@ class ZooWriter:
             raise graphs.LayoutMismatchError(f"ints have shape {ints.shape}, layout {layout.fingerprint} needs "
                                       f"({k}, {num_int})")
         labels = {str(name): list(values) for name, values in (labels or {}).items()}
+        given = params
         params = params.astype(dtype, copy=False)
+        if given.dtype.kind == "f" and given.dtype.itemsize > params.dtype.itemsize:
+            self.rounding.note(given, params, f"{layout.name or ''}#{layout.fingerprint}")
         if not self.allow_nonfinite and not np.isfinite(params).all():
             self._raise_nonfinite(params, layout, labels)
         labels = self._encode_labels(labels, k)
@@ -373,6 +395,7 @@ class ZooWriter:
             raise
         self._txn.release()
         self._txn = None
+        self.rounding.warn()
 
     def abort(self) -> None:
         """Drop everything not yet committed; the zoo file stays at its last committed version."""

@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from graphs.checkpoints import load_checkpoint
-from graphs.cli import build_from_factory, run_cli
-from graphs.convert import to_graph
+from graphs.checkpoints import load_checkpoint, strip_wrapper_prefix
+from graphs.cli import add_example_input_argument, build_from_factory, check_output, run_cli
+from graphs.convert import layout_keys, to_graph
 from graphs.demo import run_demo
 from graphs.inspect import summarize
 from graphs.layout import Layout
@@ -32,22 +32,30 @@ def _layout_for(args: argparse.Namespace) -> tuple[Layout, dict | None]:
         sd = load_checkpoint(target)
         n = sum(v.numel() for v in sd.values())
         raise ValueError(f"{target}: {len(sd)} tensors, {n:,} values; symmetries need the architecture: "
-                         "pass --model module:factory (and --input-shape if the module has no example_inputs())")
-    model, inputs = build_from_factory(factory_spec, args.input_shape)
+                         "pass --model module:factory (and --example-input-shape unless its first layer tells it)")
+    model, inputs = build_from_factory(factory_spec, args.example_input_shape, "--example-input-shape")
     layout = trace(model, inputs)
-    sd = load_checkpoint(target) if os.path.isfile(target) else None
+    sd = strip_wrapper_prefix(load_checkpoint(target), layout_keys(layout))[0] if os.path.isfile(target) else None
     return layout, sd
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    if args.save_layout:
+        check_output(args.save_layout, args.overwrite, what="layout file")
     layout, sd = _layout_for(args)
     print(summarize(layout, max_rows=args.rows))
     if sd is not None:
         g = to_graph(sd, layout)
         print(f"  checkpoint {args.target}: converted to {g.num_nodes:,} nodes, {g.edge_index.shape[1]:,} edges")
     if args.save_layout:
-        with open(args.save_layout, "w") as f:
-            f.write(layout.to_json())
+        tmp = f"{args.save_layout}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                f.write(layout.to_json())
+            os.replace(tmp, args.save_layout)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         print(f"  layout written to {args.save_layout}")
     return 0
 
@@ -59,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarize the symmetry structure of a network")
     p.add_argument("target", help="module:factory, layout .json, or checkpoint file")
     p.add_argument("--model", help="module:factory building the architecture of a checkpoint")
-    p.add_argument("--input-shape", action="append", help="example input shape, e.g. 1,3,32,32 or long:1,16")
+    add_example_input_argument(p, "example input shape, e.g. 1,3,32,32 or long:1,16 (repeat for several inputs; "
+                                  "default: guessed from the first layer)")
     p.add_argument("--rows", type=int, default=40, help="parameters/groups to list")
-    p.add_argument("--save-layout", help="write the layout JSON here")
+    p.add_argument("--save-layout", help="write the layout JSON here (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --save-layout file")
     p.set_defaults(func=_inspect)
     d = sub.add_parser("demo", help="trace the built-in example networks and check them")
     d.add_argument("--seed", type=int, default=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 from safetensors import safe_open
@@ -11,9 +11,43 @@ from safetensors.torch import save_file
 
 from graphs.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint", "state_dict_of"]
+__all__ = ["WRAPPER_PREFIXES", "load_checkpoint", "read_checkpoint", "save_checkpoint", "state_dict_of",
+           "strip_wrapper_prefix"]
 
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "params")
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes that wrappers add to every state_dict key: ``DistributedDataParallel`` / ``DataParallel``
+(``module.``) and ``torch.compile`` (``_orig_mod.``)."""
+
+
+def strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor],
+                         expected: Collection[str] | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Remove a wrapper's prefix (:data:`WRAPPER_PREFIXES`, e.g. DDP's ``module.``) shared by every key.
+
+    The one place where checkpoints saved from a wrapped model are unwrapped (``convert``, the
+    importers and ``graphs inspect`` use it). Nested wrappers (``module._orig_mod.``) are removed
+    one after the other.
+
+    Args:
+        state_dict: Keys to tensors.
+        expected: The keys the state_dict should have (e.g. a layout's). When given, the prefix is
+            removed only if that makes the keys exactly these, and never when they already are.
+
+    Returns:
+        ``(state_dict, prefix)``: the unwrapped state_dict and the prefix removed (``""``: none, and
+        the state_dict is returned as a new dict with the same items).
+    """
+    sd, removed = dict(state_dict), ""
+    while sd:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in sd)), None)
+        if prefix is None or (expected is not None and set(sd) == set(expected)):
+            break
+        sd = {k[len(prefix):]: v for k, v in sd.items()}
+        removed += prefix
+    if expected is not None and removed and set(sd) != set(expected):
+        return dict(state_dict), ""
+    return sd, removed
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:

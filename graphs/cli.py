@@ -1,25 +1,34 @@
 """Command-line plumbing shared by every weightgraph command.
 
 ``python -m graphs``, ``python -m datasets``, ``train.py`` and ``eval.py`` share one-line user errors,
-``module:factory`` loading, example-input parsing and device choice. They live here, at the bottom
+``module:factory`` loading and calling, example inputs (parsed, or guessed from the first layer), the
+policy for existing output files and device choice. They live here, at the bottom
 layer, so that every command imports them downwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import torch
 
 from graphs.errors import UnsupportedNetworkError
+from graphs.example_inputs import infer_example_inputs
 
-__all__ = ["USER_ERRORS", "build_from_factory", "load_factory", "parse_input_shapes", "parse_shape",
-           "pick_device", "run_cli"]
+__all__ = ["EXAMPLE_INPUT_FLAGS", "USER_ERRORS", "add_example_input_argument", "build_from_factory", "call_factory",
+           "check_output", "load_factory", "parse_input_shapes", "parse_shape", "pick_device", "required_arguments",
+           "run_cli"]
+
+EXAMPLE_INPUT_FLAGS = ("--example-input-shape", "--input-shape")
+"""The two spellings of the example-input option; every command accepts both (one ``dest``)."""
 
 USER_ERRORS = (ValueError, OSError, UnsupportedNetworkError)
 """Errors a command reports as one line (exit code 2) instead of a traceback: bad files, bad options,
@@ -70,7 +79,11 @@ def load_factory(spec: str) -> tuple[Callable, ModuleType]:
             raise ValueError(f"no such file: {mod_name}")
         file_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
         module = importlib.util.module_from_spec(file_spec)
-        file_spec.loader.exec_module(module)
+        try:
+            file_spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file may fail in any way: one line saying where
+            raise ValueError(f"cannot load the factory file {mod_name} (spec {spec!r}): {_describe(exc)}; fix the "
+                             "file") from exc
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
@@ -79,10 +92,61 @@ def load_factory(spec: str) -> tuple[Callable, ModuleType]:
         except ImportError as exc:
             raise ValueError(f"cannot import {mod_name!r}: {exc}; run from the folder that holds it, install it, "
                              "or give a file path (nets.py:make_net)") from exc
+        except Exception as exc:  # a module that fails while importing (syntax error, code that raises)
+            raise ValueError(f"importing {mod_name!r} (spec {spec!r}) failed: {_describe(exc)}; fix the "
+                             "module") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{mod_name} has no callable {attr!r} to build the network with")
     return factory, module
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (at file:line)`` of an exception raised by user code, on one line."""
+    if isinstance(exc, SyntaxError):
+        where = f" (at {os.path.basename(exc.filename or '?')}:{exc.lineno})"
+        return f"SyntaxError: {exc.msg}{where}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}{': ' + message if message else ''}{where}"
+
+
+def required_arguments(factory: Callable) -> list[str]:
+    """Names of the positional parameters of ``factory`` that have no default (what it must be given)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume they take what they are given
+        return []
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def call_factory(factory: Callable, spec: str, *args) -> torch.nn.Module:
+    """``factory(*args)``, checked: it must accept exactly these arguments and return an ``nn.Module``.
+
+    Args:
+        factory: From :func:`load_factory`.
+        spec: Its ``module:factory`` spec (named in errors).
+        *args: What the command gives it (nothing, a state_dict, a config).
+
+    Raises:
+        ValueError: The factory needs other arguments, raises, or returns something that is not an
+            ``nn.Module``; one line saying what failed and how to fix it.
+    """
+    required = required_arguments(factory)
+    if len(required) > len(args):
+        given = "no argument" if not args else f"{len(args)} argument(s)"
+        raise ValueError(f"the factory {spec} requires the argument(s) {', '.join(required)}, but it is called with "
+                         f"{given}; give defaults to them, or wrap it (def make(): return Net(...)) and pass "
+                         "that instead")
+    try:
+        model = factory(*args)
+    except Exception as exc:  # the user's factory may fail in any way
+        raise ValueError(f"the factory {spec} raised {_describe(exc)}; fix the factory or its arguments") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"the factory {spec} returned {type(model).__name__}, not an nn.Module; make it return the "
+                         "network (e.g. `return Net()`)")
+    return model
 
 
 def parse_shape(text: str, flag: str = "--input-shape") -> tuple[int, ...]:
@@ -131,23 +195,63 @@ def build_from_factory(spec: str, input_shapes: Sequence[str] | None,
                        flag: str = "--input-shape") -> tuple[torch.nn.Module, tuple]:
     """The network ``module:factory`` builds, and example inputs to trace it with.
 
-    The inputs come from ``input_shapes`` (the values of ``flag``) or else from ``example_inputs()``
-    defined beside the factory.
+    The inputs come from ``input_shapes`` (the values of ``flag``), else from ``example_inputs()``
+    defined beside the factory, else they are guessed from the network's first layer
+    (:func:`graphs.example_inputs.infer_example_inputs`: a plain CNN or MLP needs no shape).
 
     Raises:
-        ValueError: Neither is given (the message says how to give them), or the factory fails.
+        ValueError: The factory cannot be loaded or fails (see :func:`call_factory`), or no example
+            input is given and none can be guessed (the message says how to give one).
     """
     factory, module = load_factory(spec)
-    model = factory()
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"{spec} returned {type(model).__name__}, not an nn.Module")
+    model = call_factory(factory, spec)
     if input_shapes:
         return model, parse_input_shapes(input_shapes, flag)
     if hasattr(module, "example_inputs"):
-        inputs = module.example_inputs()
+        try:
+            inputs = module.example_inputs()
+        except Exception as exc:  # user code
+            raise ValueError(f"example_inputs() beside {spec} raised {_describe(exc)}; fix it or pass {flag}") from exc
         return model, inputs if isinstance(inputs, tuple) else (inputs,)
-    raise ValueError(f"no example inputs: pass {flag} 1,3,32,32 (repeat for several inputs; "
-                     "long:1,16 for token ids) or define example_inputs() beside the factory")
+    return model, infer_example_inputs(model, flag)
+
+
+def add_example_input_argument(parser: argparse.ArgumentParser, help_text: str, *, multiple: bool = True,
+                               required: bool = False) -> None:
+    """Add the example-input option under both spellings (:data:`EXAMPLE_INPUT_FLAGS`) to one ``dest``.
+
+    The value lands in ``args.example_input_shape``: a list of shapes (``multiple``: the option may be
+    repeated, one per input) or one string.
+    """
+    parser.add_argument(*EXAMPLE_INPUT_FLAGS, dest="example_input_shape", action="append" if multiple else "store",
+                        required=required, metavar="SHAPE", help=help_text)
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, *, resume: str | None = None,
+                 what: str = "output") -> None:
+    """Apply the one policy for existing outputs: refuse one unless ``overwrite`` (the caller replaces it atomically).
+
+    Also refuses an output whose folder does not exist, so that nothing runs for minutes and then fails.
+
+    Args:
+        path: The file a command is about to write.
+        overwrite: ``--overwrite`` was given.
+        resume: For commands that can extend an output, how to do so (e.g. ``"--append to add to it"``);
+            named in the error.
+        what: What the file is (named in the error).
+
+    Raises:
+        ValueError: ``path`` exists (and not ``overwrite``), is a folder, or its folder does not exist.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"the folder of the {what} {path} does not exist; create it first (mkdir -p {folder})")
+    if os.path.isdir(path):
+        raise ValueError(f"the {what} {path} is a folder; give a file name")
+    if os.path.exists(path) and not overwrite:
+        alternatives = " or ".join(x for x in (resume, "--overwrite to replace it") if x)
+        raise ValueError(f"the {what} {path} already exists; pass {alternatives}, or choose another name")
 
 
 def pick_device(spec: str = "auto") -> torch.device:

@@ -12,8 +12,8 @@ from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 from graphs.param_graph import ParamGraph
 
-__all__ = ["flatten_int_buffers", "flatten_state_dict", "to_graph", "to_state_dict", "unflatten_state_dict",
-           "vector_to_graph", "graph_to_vector"]
+__all__ = ["check_state_dict", "flatten_int_buffers", "flatten_state_dict", "layout_keys", "to_graph", "to_state_dict",
+           "unflatten_state_dict", "vector_to_graph", "graph_to_vector"]
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -28,11 +28,21 @@ def _state(model_or_sd) -> Mapping[str, torch.Tensor]:
     raise TypeError(f"expected an nn.Module or a state_dict, got {type(model_or_sd).__name__}")
 
 
-def check_state_dict(sd: Mapping[str, torch.Tensor], layout: Layout) -> None:
-    """Raise :class:`LayoutMismatchError` naming every missing, extra or mis-shaped key."""
+def _key_shapes(layout: Layout) -> dict[str, tuple[int, ...]]:
     want = {p.name: p.shape for p in layout.params}
     want.update({a: p.shape for p in layout.params for a in p.aliases})
     want.update({b.name: b.shape for b in layout.int_buffers})
+    return want
+
+
+def layout_keys(layout: Layout) -> set[str]:
+    """The state_dict keys a network of ``layout`` has: parameters, their aliases (tied weights), int buffers."""
+    return set(_key_shapes(layout))
+
+
+def check_state_dict(sd: Mapping[str, torch.Tensor], layout: Layout) -> None:
+    """Raise :class:`LayoutMismatchError` naming every missing, extra or mis-shaped key."""
+    want = _key_shapes(layout)
     missing = [k for k in want if k not in sd]
     extra = [k for k in sd if k not in want]
     bad = [f"{k}: {tuple(sd[k].shape)} != {want[k]}" for k in want if k in sd and tuple(sd[k].shape) != want[k]]

@@ -22,6 +22,7 @@ from datasets.archs.space import ArchSpec
 from datasets.archs.store import write_archs
 from datasets.errors import ZooError
 from datasets.zoo.storage import num_threads
+from graphs.cli import add_example_input_argument, check_output
 from graphs.cli import parse_shape as parse_sizes
 
 __all__ = ["DATASET_SHAPES", "make_archs", "parse_shape", "register", "run"]
@@ -67,10 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "split 80/10/10) plus --ood nets of each out-of-distribution kind "
                                           "(wide, deep, dense, bnfree), trace them, and write an HDF5 file.")
     p.add_argument("n", type=int, metavar="N", help=f"in-distribution architectures (at least {MIN_ARCHS})")
-    p.add_argument("out", metavar="OUT.h5", help="architecture file to write (replaced atomically)")
+    p.add_argument("out", metavar="OUT.h5", help="architecture file to write (refused if it exists; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically)")
     p.add_argument("--dataset", choices=sorted(DATASET_SHAPES),
                    help="data set the nets take as input (default: digits, unless --input-shape is given)")
-    p.add_argument("--input-shape", help="C,L or C,H,W instead of a data set's shape (needs --num-classes)")
+    add_example_input_argument(p, "per-sample input shape C,L or C,H,W (no batch size) instead of a data set's "
+                                  "(needs --num-classes)", multiple=False)
     p.add_argument("--num-classes", type=int, help="output classes (default: the data set's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--ood", type=int, default=50, help="nets of each OOD kind (default: 50)")
@@ -81,10 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``archs`` from parsed arguments; print a one-line summary."""
-    if args.input_shape is not None:
+    check_output(args.out, args.overwrite, what="architecture file")
+    if args.example_input_shape is not None:
         if args.num_classes is None:
             raise ZooError("--input-shape needs --num-classes (the number of output classes)")
-        shape, classes, dataset = parse_shape(args.input_shape), args.num_classes, args.dataset or "custom"
+        shape, classes, dataset = parse_shape(args.example_input_shape), args.num_classes, args.dataset or "custom"
     else:
         dataset = args.dataset or "digits"
         shape, classes = DATASET_SHAPES[dataset]

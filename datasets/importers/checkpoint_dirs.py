@@ -24,7 +24,6 @@ Wild Park). It is traced once per distinct config and parameter shapes. Checkpoi
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import re
@@ -38,10 +37,13 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
-from datasets.importers.common import add_import_options, flatten_labels, load_torch_lenient
+from datasets.importers.common import add_import_options, check_import_output, flatten_labels, load_torch_lenient
 from datasets.splits import SplitSpec
-from datasets.zoo.storage import open_writer
-from graphs.cli import load_factory, parse_input_shapes
+from datasets.zoo.storage import open_writer, stored_sources
+from graphs.checkpoints import strip_wrapper_prefix
+from graphs.cli import add_example_input_argument, call_factory, load_factory, parse_input_shapes, required_arguments
+from graphs.convert import layout_keys
+from graphs.example_inputs import infer_example_inputs
 
 __all__ = ["CHECKPOINT_FILES", "detect", "find_runs", "import_checkpoint_dirs", "read_results", "register"]
 
@@ -99,12 +101,6 @@ def _state_dict(obj, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
                                  "'state_dict')")
 
 
-def _takes_config(factory: Callable) -> bool:
-    params = [p for p in inspect.signature(factory).parameters.values()
-              if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(params) >= 1
-
-
 def detect(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds run folders with ``checkpoint_*/`` checkpoints."""
     p = Path(path)
@@ -113,20 +109,25 @@ def detect(path: str | os.PathLike) -> bool:
 
 
 def import_checkpoint_dirs(root: str | os.PathLike, out: str | os.PathLike, factory: Callable[..., torch.nn.Module],
-                           example_inputs, *, epochs: list[int] | None = None, limit: int | None = None,
-                           append: bool = False, allow_nonfinite: bool = False, progress: bool = False) -> int:
+                           example_inputs=None, *, epochs: list[int] | None = None, limit: int | None = None,
+                           append: bool = False, allow_nonfinite: bool = False, progress: bool = False,
+                           factory_spec: str = "the model factory") -> int:
     """Import every ``checkpoint_*`` of every run under ``root`` into the zoo ``out``; return the count.
 
     Args:
         root: Folder of run folders.
         out: Zoo file to write.
         factory: ``factory()`` or ``factory(config)`` -> the ``nn.Module`` the checkpoints belong to.
-        example_inputs: Input(s) to trace that module with.
+        example_inputs: Input(s) to trace that module with (default: guessed from its first layer).
         epochs: Keep only these checkpoint numbers.
         limit: Import only the first ``limit`` runs.
-        append: Add to ``out`` instead of replacing it.
+        append: Add to ``out`` instead of replacing it, skipping checkpoints whose ``source`` is there.
         allow_nonfinite: Store checkpoints with NaN/Inf weights.
         progress: Progress bar on stderr.
+        factory_spec: How the factory was named (for error messages).
+
+    Checkpoints of a wrapped model (DDP's ``module.`` prefix) are unwrapped when that makes their keys
+    the traced layout's (:func:`graphs.checkpoints.strip_wrapper_prefix`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -134,8 +135,10 @@ def import_checkpoint_dirs(root: str | os.PathLike, out: str | os.PathLike, fact
     runs = find_runs(root)[:limit] if limit is not None else find_runs(root)
     if not runs:
         raise ZooError(f"no checkpoint_*/{{{','.join(CHECKPOINT_FILES)}}} under {root}")
-    with_config = _takes_config(factory)
-    example = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    with_config = bool(required_arguments(factory))
+    example = None if example_inputs is None else (
+        example_inputs if isinstance(example_inputs, tuple) else (example_inputs,))
+    done = stored_sources(out) if append else set()
     layouts: dict[tuple, graphs.Layout] = {}
     total = sum(len(cks) for _, cks in runs)
     bar = tqdm(total=total, desc="import checkpoint-dirs", unit="model", disable=not progress or None,
@@ -149,20 +152,20 @@ def import_checkpoint_dirs(root: str | os.PathLike, out: str | os.PathLike, fact
             run_labels = flatten_labels(config, prefix="config.") if isinstance(config, dict) else {}
             for epoch, path in checkpoints:
                 bar.update()
-                if epochs is not None and epoch not in epochs:
+                source = path.relative_to(root).as_posix()
+                if (epochs is not None and epoch not in epochs) or source in done:
                     continue
                 sd, extra = _state_dict(load_torch_lenient(path), path)
                 key = (json.dumps(config, sort_keys=True) if with_config else "",
-                       tuple((k, tuple(v.shape)) for k, v in sd.items()))
+                       tuple((k, tuple(v.shape)) for k, v in strip_wrapper_prefix(sd)[0].items()))
                 if key not in layouts:
-                    model = factory(config) if with_config else factory()
-                    if not isinstance(model, torch.nn.Module):
-                        raise ZooError(f"the model factory returned {type(model).__name__}, not an nn.Module")
-                    layouts[key] = graphs.trace(model, example)
+                    model = call_factory(factory, factory_spec, config) if with_config else call_factory(factory,
+                                                                                                      factory_spec)
+                    layouts[key] = graphs.trace(model, example if example is not None else infer_example_inputs(model))
+                sd = strip_wrapper_prefix(sd, layout_keys(layouts[key]))[0]
                 result = results.get(epoch) or extra.get("last_result") or {}
                 metrics = {k: v for k, v in flatten_labels(result).items() if not k.startswith("config.")}
-                labels = {**run_labels, **metrics, "epoch": epoch, "run": run_id,
-                          "source": path.relative_to(root).as_posix()}
+                labels = {**run_labels, **metrics, "epoch": epoch, "run": run_id, "source": source}
                 try:
                     writer.add(sd, layouts[key], labels=labels)
                 except graphs.LayoutMismatchError as exc:
@@ -181,17 +184,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="zoo .h5 file to write")
     p.add_argument("--model", required=True,
                    help="module:factory building the network; factory() or factory(config from params.json)")
-    p.add_argument("--example-input-shape", required=True, help="shape to trace the network with, e.g. 1,1,28,28")
+    add_example_input_argument(p, "shape to trace the network with, e.g. 1,1,28,28 (repeat for several inputs; "
+                                  "default: guessed from the network's first layer)")
     p.add_argument("--epochs", type=lambda s: [int(x) for x in s.split(",")], help="keep these checkpoint numbers")
     add_import_options(p, "runs")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    example = parse_input_shapes([args.example_input_shape], "--example-input-shape")[0]
+    check_import_output(args)
+    example = None
+    if args.example_input_shape:
+        example = parse_input_shapes(args.example_input_shape, "--example-input-shape")
     start = time.perf_counter()
     n = import_checkpoint_dirs(args.src, args.out, load_factory(args.model)[0], example, epochs=args.epochs,
                                limit=args.limit, append=args.append, allow_nonfinite=args.allow_nonfinite,
-                               progress=not args.quiet)
+                               progress=not args.quiet, factory_spec=args.model)
     print(f"{args.out}: imported {n} models from {args.src} in {time.perf_counter() - start:.1f} s")
     return 0

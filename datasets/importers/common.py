@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 
 from datasets.errors import ZooError
+from graphs.cli import check_output
 from graphs.errors import CheckpointError
 
-__all__ = ["Opaque", "PathResolver", "add_import_options", "flatten_labels", "load_torch_lenient", "scalar_label"]
+__all__ = ["Opaque", "PathResolver", "add_import_options", "check_import_output", "flatten_labels",
+           "load_torch_lenient", "scalar_label"]
 
 
 class Opaque:
@@ -144,8 +146,20 @@ class PathResolver:
 
 
 def add_import_options(parser: argparse.ArgumentParser, unit: str) -> None:
-    """The options every ``import-*`` command shares; ``unit`` names what is counted (runs, rows, ...)."""
+    """The options every ``import-*`` command shares; ``unit`` names what is counted (runs, rows, ...).
+
+    OUT is refused if it exists, unless ``--append`` (skip what is there) or ``--overwrite``.
+    """
     parser.add_argument("--limit", type=int, help=f"import only the first N {unit}")
-    parser.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true",
+                      help="add to OUT, skipping the models whose source is already in it")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically)")
     parser.add_argument("--allow-nonfinite", action="store_true", help=f"store {unit} with NaN/Inf weights")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_import_output(args: argparse.Namespace) -> None:
+    """The output policy of the ``import-*`` commands (see :func:`add_import_options`)."""
+    check_output(args.out, args.overwrite or args.append, resume="--append to add what is not in it yet",
+                 what="zoo")

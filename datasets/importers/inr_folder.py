@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
-from datasets.importers.common import PathResolver, add_import_options, scalar_label
+from datasets.importers.common import PathResolver, add_import_options, check_import_output, scalar_label
 from datasets.splits import SplitSpec
 from datasets.zoo.models import Siren
-from datasets.zoo.storage import open_writer, stacked_rows
+from datasets.zoo.storage import open_writer, stacked_rows, stored_sources
+from graphs.checkpoints import strip_wrapper_prefix
 
 __all__ = ["detect", "find_split_file", "import_inr_folder", "label_from_path", "read_split_file", "register",
            "siren_for"]
@@ -116,8 +117,16 @@ def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
                                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not isinstance(obj, dict):
         raise graphs.CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+    weights = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor) and v.dim() > 0}
+    unwrapped, prefix = strip_wrapper_prefix(weights)  # a SIREN saved from a DDP-wrapped model: module.seq.*
+    if prefix and all(k.startswith("seq.") for k in unwrapped):
+        obj = {**{k: v for k, v in obj.items() if k not in weights}, **unwrapped}
     extra = {k: scalar_label(obj.pop(k)) for k in list(obj) if not k.startswith("seq.")}
     return obj, extra
+
+
+def _source(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _shape_key(sd: dict[str, torch.Tensor]) -> tuple:
@@ -148,7 +157,8 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
         out: Zoo file to write.
         split_file: The split JSON (default: a ``*split*.json`` in ``root`` or its parent, if any).
         limit: Import only the first ``limit`` checkpoints.
-        append: Add to ``out`` instead of replacing it (the split file's splits are then not stored).
+        append: Add to ``out`` instead of replacing it, skipping checkpoints whose ``source`` is already
+            there (the split file's splits are then not stored).
         allow_nonfinite: Store checkpoints with NaN/Inf weights.
         block: Checkpoints stacked per write.
         progress: Progress bar on stderr.
@@ -165,6 +175,9 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
     if not entries:
         raise ZooError(f"no .pth/.pt checkpoints under {root}")
     entries = entries[:limit] if limit is not None else entries
+    if append:
+        done = stored_sources(out)
+        entries = [e for e in entries if _source(e[0], root) not in done]
     layouts: dict[tuple, graphs.Layout] = {}
     split_of: list[str] = []
     pending: list[tuple[dict, dict]] = []
@@ -184,7 +197,7 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
 
         for path, split, extra in entries:
             sd, inner = _load(path)
-            source = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+            source = _source(path, root)
             key = _shape_key(sd)
             if key not in layouts:
                 layouts[key] = graphs.trace(siren_for(sd, source), torch.zeros(16, sd["seq.0.weight"].shape[1]))
@@ -222,6 +235,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_import_output(args)
     start = time.perf_counter()
     n = import_inr_folder(args.src, args.out, split_file=args.split_file, limit=args.limit, append=args.append,
                           allow_nonfinite=args.allow_nonfinite, progress=not args.quiet)

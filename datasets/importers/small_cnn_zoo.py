@@ -39,10 +39,10 @@ from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
-from datasets.importers.common import add_import_options
+from datasets.importers.common import add_import_options, check_import_output
 from datasets.splits import SplitSpec
 from datasets.zoo.models import SmallCNN
-from datasets.zoo.storage import open_writer
+from datasets.zoo.storage import open_writer, stored_sources
 
 __all__ = ["TFVariable", "detect", "import_small_cnn_zoo", "read_layout_csv", "read_metrics_csv", "register",
            "tf_to_torch_columns", "torch_model"]
@@ -185,7 +185,7 @@ def import_small_cnn_zoo(root: str | os.PathLike, out: str | os.PathLike, *, ste
         out: Zoo file to write.
         steps: Keep only checkpoints at these epochs (e.g. ``[86]`` for final weights, as NFN does).
         limit: Keep only the first ``limit`` (selected) rows.
-        append: Add to ``out`` instead of replacing it.
+        append: Add to ``out`` instead of replacing it, skipping rows whose ``source`` is already there.
         allow_nonfinite: Store rows with NaN/Inf (the published zoos have none).
         block_rows: Rows converted and written per block.
         progress: Progress bar on stderr.
@@ -211,6 +211,9 @@ def import_small_cnn_zoo(root: str | os.PathLike, out: str | os.PathLike, *, ste
         selected = selected[np.isin(np.asarray(metrics["step"], dtype=np.float64), steps)]
     if limit is not None:
         selected = selected[:limit]
+    if append:
+        done = stored_sources(out)
+        selected = np.array([i for i in selected if f"{root.name}/weights.npy:{i}" not in done], dtype=np.int64)
     model, sources = torch_model(variables)
     size = INPUT_SIZE.get(str(metrics.get("config.dataset", [""])[0]), 32)
     layout = graphs.trace(model, torch.zeros(1, model.convs[0].in_channels, size, size))
@@ -248,6 +251,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_import_output(args)
     start = time.perf_counter()
     n = import_small_cnn_zoo(args.src, args.out, steps=args.steps, limit=args.limit, append=args.append,
                              allow_nonfinite=args.allow_nonfinite, progress=not args.quiet)

@@ -6,6 +6,10 @@ Classifier zoos store one model per checkpoint epoch of every run, labelled with
 (``group_by="run"``). INR zoos store one SIREN per image labelled ``class``/``class_name`` with its
 fit quality (``psnr``) and ``shared_init`` (1: every SIREN started from one initialization). Each
 architecture is traced once (``graphs.trace``).
+
+An existing OUT is refused unless ``--overwrite`` (replace it) or ``--append`` (add to it). Appending
+a recipe whose seed is already in the zoo is refused, since it would store the same runs again: the
+``recipe`` and ``seed`` labels say what is there.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 import graphs
 from datasets.errors import ZooError
+from datasets.hdf5 import ZooReader
 from datasets.splits import SplitSpec
 from datasets.zoo.data import load_data
 from datasets.zoo.images import load_images
@@ -29,6 +35,7 @@ from datasets.zoo.models import ModelSpec, Siren, build_model
 from datasets.zoo.recipes import RECIPES, ClassifierRecipe, SirenRecipe, get_recipe, sample_runs
 from datasets.zoo.storage import num_threads, open_writer, resolve_device, stacked_rows
 from datasets.zoo.train import train_run
+from graphs.cli import check_output
 
 __all__ = ["BuildResult", "build_classifier_zoo", "build_siren_zoo", "build_zoo", "register"]
 
@@ -53,6 +60,23 @@ def _trace(spec: ModelSpec, cache: dict) -> graphs.Layout:
     return cache[key]
 
 
+def _refuse_repeated_seeds(out: str | os.PathLike, recipe: str, seeds: list[int], what: str) -> None:
+    """Raise when the zoo ``out`` already holds models of ``recipe`` with one of ``seeds``."""
+    if not os.path.exists(out):
+        return
+    with ZooReader(out) as r:
+        if not {"recipe", "seed"} <= set(r.label_names):
+            return
+        names, stored = r.labels("recipe"), r.labels("seed")
+    mine = stored[names == recipe]
+    repeated = np.intersect1d(mine[np.isfinite(mine)] if mine.dtype.kind == "f" else mine, seeds)
+    if len(repeated):
+        count = int(np.isin(mine, repeated).sum())
+        raise ZooError(f"{out} already holds {count} models of recipe {recipe!r} with {what} {repeated[:3].tolist()}"
+                       f"{'...' if len(repeated) > 3 else ''}; appending would store them again: pass another --seed, "
+                       "or --overwrite to rebuild the zoo")
+
+
 def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
                          data_path: str | os.PathLike | None = None, device: str = "cpu", append: bool = False,
                          threads: int | None = 1, allow_nonfinite: bool = False,
@@ -64,7 +88,7 @@ def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
         out: Zoo file (replaced, or appended to with ``append``).
         data_path: Folder of file-based data (MNIST idx, CIFAR-10 pickles, image folder).
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
-        append: Add to an existing zoo instead of replacing it.
+        append: Add to an existing zoo instead of replacing it (refused when a run's seed is already there).
         threads: Torch threads while training (1 is fastest for these small models; ``None``: unchanged).
         allow_nonfinite: Store non-finite weights (runs that diverge are cut before that anyway).
         progress: Show a progress bar on stderr.
@@ -73,6 +97,8 @@ def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
     dev = resolve_device(device)
     data = load_data(recipe.data, data_path)
     runs = sample_runs(recipe, data.in_channels, data.in_size, data.num_classes)
+    if append:
+        _refuse_repeated_seeds(out, recipe.name, [cfg.seed for cfg in runs], "run seeds")
     cache: dict = {}
     stored = 0
     with num_threads(threads), open_writer(out, append, allow_nonfinite, RUN_SPLIT) as writer:
@@ -89,7 +115,12 @@ def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
 def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: str | os.PathLike | None = None,
                     device: str = "cpu", append: bool = False, threads: int | None = 1,
                     progress: bool = False) -> BuildResult:
-    """Fit one SIREN per image of ``recipe.images`` and write them (labels: ``class``, ``psnr``, ...)."""
+    """Fit one SIREN per image of ``recipe.images`` and write them (labels: ``class``, ``psnr``, ...).
+
+    ``append`` adds to an existing zoo; a recipe seed already there is refused.
+    """
+    if append:
+        _refuse_repeated_seeds(out, recipe.name, [recipe.seed], "seed")
     start = time.perf_counter()
     dev = resolve_device(device)
     images = load_images(recipe.images, data_path, recipe.size).take(recipe.n_images)
@@ -130,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "packages (digits, mnist1d, scikit-image) or is read from --data-path; "
                                           "nothing is downloaded. Recipes: " + ", ".join(sorted(RECIPES)))
     p.add_argument("recipe", choices=sorted(RECIPES), metavar="RECIPE", help="recipe name")
-    p.add_argument("out", help="zoo .h5 file to write")
+    p.add_argument("out", help="zoo .h5 file to write (refused if it exists, unless --append or --overwrite)")
     p.add_argument("--data-path", help="folder with MNIST idx files, CIFAR-10 python batches or ROOT/<class>/*.png")
     p.add_argument("--seed", type=int, help="recipe seed (default: the recipe's)")
     p.add_argument("--n-runs", type=int, help="number of training runs (classifier recipes)")
@@ -138,13 +169,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads while training (default: 1, fastest for these small models)")
-    p.add_argument("--append", action="store_true", help="add to OUT instead of replacing it")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true",
+                      help="add to OUT (refused when the recipe's seed is already in it)")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically)")
     p.add_argument("--allow-nonfinite", action="store_true", help="store models with NaN/Inf weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output(args.out, args.overwrite or args.append, resume="--append to add another seed's runs",
+                 what="zoo")
     recipe = get_recipe(args.recipe, seed=args.seed)
     if isinstance(recipe, ClassifierRecipe):
         if args.n_images is not None:

@@ -16,15 +16,19 @@ import numpy as np
 import torch
 
 from datasets.errors import ZooError
+from datasets.hdf5 import ZooReader
 from datasets.splits import DEFAULT_SPLIT, SplitSpec
 from datasets.writer import ZooWriter
 from graphs.errors import LayoutMismatchError
 
-__all__ = ["num_threads", "open_writer", "resolve_device", "stacked_rows"]
+__all__ = ["num_threads", "open_writer", "resolve_device", "stacked_rows", "stored_sources"]
 
 
 def stacked_rows(stacked: Mapping[str, torch.Tensor | np.ndarray], layout) -> np.ndarray:
     """``[N, layout.num_params]`` rows from stacked parameters ``{name: [N, *shape]}``.
+
+    The rows have the layout's float dtype, or a wider one when a tensor is wider (the writer rounds
+    those and says by how much).
 
     Raises:
         graphs.LayoutMismatchError: A layout tensor is missing, or its shape differs.
@@ -36,10 +40,13 @@ def stacked_rows(stacked: Mapping[str, torch.Tensor | np.ndarray], layout) -> np
         raise LayoutMismatchError(f"stacked parameters do not match layout {layout.name}#{layout.fingerprint}: "
                                   f"missing {missing[:5]}, unexpected {extra[:5]}")
     n = len(next(iter(stacked.values())))
-    out = np.empty((n, layout.num_params), dtype=layout.float_dtype)
+    values = {p.name: stacked[p.name].detach().cpu().numpy() if isinstance(stacked[p.name], torch.Tensor)
+              else np.asarray(stacked[p.name]) for p in layout.params}
+    # wider float inputs stay wide: the writer rounds them to the layout's dtype and reports the error
+    dtype = np.result_type(np.dtype(layout.float_dtype), *(v.dtype for v in values.values() if v.dtype.kind == "f"))
+    out = np.empty((n, layout.num_params), dtype=dtype)
     for p in layout.params:
-        value = stacked[p.name]
-        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        value = values[p.name]
         if value.shape != (n, *p.shape):
             raise LayoutMismatchError(f"stacked {p.name!r} has shape {value.shape}, layout needs "
                                       f"{(n, *p.shape)}")
@@ -52,6 +59,18 @@ def open_writer(out: str | os.PathLike, append: bool = False, allow_nonfinite: b
     """A :class:`ZooWriter` for ``out`` (new, or appended to), writing ``split`` on close when none is stored."""
     return ZooWriter(out, mode="a" if append else "w", allow_nonfinite=allow_nonfinite, default_split=split,
                      label_kinds=label_kinds)
+
+
+def stored_sources(out: str | os.PathLike) -> set[str]:
+    """The ``source`` labels already in the zoo ``out`` (empty when it does not exist or has none).
+
+    Importers appending to a zoo skip these, so that ``--append`` after an interrupted or repeated
+    import adds only what is missing, as ``convert`` does.
+    """
+    if not os.path.exists(out):
+        return set()
+    with ZooReader(out) as r:
+        return set(r.labels("source")) if "source" in r.label_names else set()
 
 
 @contextlib.contextmanager

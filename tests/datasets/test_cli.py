@@ -134,10 +134,10 @@ def test_convert_errors_are_one_line(tmp_path, factory_dir, capsys):
     assert_one_line_error(rc, err, "embeds no layout", "--model")
     rc, _, err = cli(capsys, "convert", src, out, "--model", "wg_cli_models:nothing", *args)
     assert_one_line_error(rc, err, "no callable 'nothing'")
-    (tmp_path / "short.csv").write_text("acc\n0.5\n0.6\n")
+    (tmp_path / "short.csv").write_text("acc,epoch\n0.5,1\n0.6,2\n")
     rc, _, err = cli(capsys, "convert", src, out, "--model", "wg_cli_models:make", "--labels", tmp_path / "short.csv",
                      *args)
-    assert_one_line_error(rc, err, "2 rows for 1 checkpoints")
+    assert_one_line_error(rc, err, "no column naming each row's checkpoint", "looked for source, path, file")
     bad = make_mlp(1)
     with torch.no_grad():
         bad.fc1.bias[0] = float("inf")

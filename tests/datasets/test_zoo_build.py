@@ -113,7 +113,7 @@ def test_build_command(tmp_path, capsys):
     with ZooReader(out) as r:
         assert set(r.labels("run")) == {0, 1} and set(r.labels("seed")) == {300_000, 300_001}
     with pytest.raises(Exception, match="--n-runs"):
-        _cli(build_cmd, ["build", "digits-siren", str(out), "--n-runs", "2"])
+        _cli(build_cmd, ["build", "digits-siren", str(tmp_path / "other.h5"), "--n-runs", "2"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -26,9 +26,9 @@ def test_inspect_bad_input_is_one_clear_line(tmp_path, capsys):
     torch.save({"w": torch.zeros(2)}, tmp_path / "m.pt")
     assert main(["inspect", str(tmp_path / "m.pt")]) == 2
     assert "pass --model module:factory" in capsys.readouterr().err
-    (tmp_path / "nets.py").write_text("from torch import nn\ndef f():\n    return nn.Linear(2, 2)\n")
-    assert main(["inspect", f"{tmp_path / 'nets.py'}:f"]) == 2
-    assert "--input-shape" in capsys.readouterr().err
+    (tmp_path / "nets.py").write_text("from torch import nn\ndef f():\n    return nn.Sequential(nn.LayerNorm(2))\n")
+    assert main(["inspect", f"{tmp_path / 'nets.py'}:f"]) == 2  # no shape given, none can be guessed
+    assert "--example-input-shape" in capsys.readouterr().err
     assert main(["inspect", f"{tmp_path / 'nets.py'}:nope", "--input-shape", "1,2"]) == 2
     assert "has no callable 'nope'" in capsys.readouterr().err
 
@@ -39,8 +39,8 @@ def test_load_factory_imports_modules_and_files(tmp_path):
     (tmp_path / "nets.py").write_text("import torch\ndef make():\n    return torch.nn.Linear(3, 2)\n")
     net, inputs = build_from_factory(f"{tmp_path / 'nets.py'}:make", ["2,3"])
     assert net(*inputs).shape == (2, 2)
-    with pytest.raises(ValueError, match="--input-shape"):
-        build_from_factory(f"{tmp_path / 'nets.py'}:make", None)
+    net, inputs = build_from_factory(f"{tmp_path / 'nets.py'}:make", None)  # guessed from the first layer
+    assert [x.shape for x in inputs] == [(2, 3)]
 
 
 def test_input_shapes_parse_or_name_the_problem():
