@@ -29,8 +29,8 @@ test-slow: $(STAMP)
 # from weights, evaluate both on held-out networks, and plot predicted vs. true accuracy.
 demo: $(STAMP)
 	mkdir -p $(DEMO)
-	$(BIN)/python -m datasets build digits-cnn-demo $(DEMO)/zoo.h5 --n-runs 160 --quiet
-	$(BIN)/python -m datasets info $(DEMO)/zoo.h5 --plot $(DEMO)/zoo.png
+	$(BIN)/python -m datasets build digits-cnn-demo $(DEMO)/zoo.h5 --n-runs 160 --overwrite --quiet
+	$(BIN)/python -m datasets info $(DEMO)/zoo.h5 --plot $(DEMO)/zoo.png --overwrite
 	$(BIN)/python -m graphs demo
 	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model gmn --epochs $(DEMO_EPOCHS) --out $(DEMO)/gmn --overwrite --quiet
 	$(BIN)/python train.py --data $(DEMO)/zoo.h5 --model statnn --epochs $(DEMO_EPOCHS) --out $(DEMO)/statnn --overwrite --quiet
