@@ -1,7 +1,8 @@
 """Command-line plumbing shared by every weightgraph command.
 
-``python -m graphs``, ``python -m datasets``, ``train.py`` and ``eval.py`` share: one-line user errors, ``module:factory`` loading, example-input parsing
-and device choice. It lives here, at the bottom layer, so that every command imports it downwards.
+``python -m graphs``, ``python -m datasets``, ``train.py`` and ``eval.py`` share: one-line user errors,
+``module:factory`` loading, example-input parsing and device choice. It lives here, at the bottom layer,
+so that every command imports it downwards.
 """
 
 from __future__ import annotations
