@@ -254,6 +254,7 @@ def main() -> None:
     parser.add_argument("--only", help="run only architectures whose name contains this")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    start_commit = commit()  # the code that produces the results, before any edit made while it runs
     raw = load_class_data("digits")
     pairs = 1 if args.quick else args.pairs
     results, summaries = [], []
@@ -264,7 +265,7 @@ def main() -> None:
                        args.steps)
         results.append(res)
         summaries.append(summarize(res, args.steps))
-    meta = {"commit": commit(), "machine": machine(), "pairs": pairs, "steps": args.steps, "data": "digits"}
+    meta = {"commit": start_commit, "machine": machine(), "pairs": pairs, "steps": args.steps, "data": "digits"}
     for res, s in zip(results, summaries, strict=True):
         print(res["arch"], json.dumps({k: v for k, v in s.items()}, indent=None))
     if args.quick or args.only:
