@@ -144,30 +144,50 @@ def commit() -> str:
 
 
 # ------------------------------------------------------------------ the benchmark
-def run_arch(name, factory, example, epochs, lr, raw, pairs: int, steps: int) -> dict:
+def trained(factory, data, seed, epochs, lr, cache, tag) -> tuple[nn.Module, float]:
+    """A trained network and its training seconds (loaded from ``cache`` when it holds it)."""
+    path = os.path.join(cache, f"{tag}-{seed}-{epochs}.pt") if cache else None
+    if path and os.path.exists(path):
+        model = factory()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval(), float("nan")
+    t0 = time.perf_counter()
+    model = train(factory, data, seed, epochs, lr)
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    return model, time.perf_counter() - t0
+
+
+def run_arch(name, factory, example, epochs, lr, raw, pairs: int, steps: int, cache: str | None) -> dict:
     data = ClassData(raw.name, shape_inputs(raw.x_train, example), raw.y_train,
                                         shape_inputs(raw.x_test, example), raw.y_test)
     layout = graphs.trace(factory(), example)
     norm = has_running_stats(factory())
     rows = []
     for k in range(pairs):
-        t0 = time.perf_counter()
-        a, b = (train(factory, data, s, epochs, lr) for s in (2 * k, 2 * k + 1))
-        train_s = time.perf_counter() - t0
+        (a, ta), (b, tb) = (trained(factory, data, s, epochs, lr, cache, factory.__name__) for s in (2 * k, 2 * k + 1))
+        train_s = ta + tb
         sa, sb = a.state_dict(), b.state_dict()
         t0 = time.perf_counter()
         perm = graphs.align(sa, sb, layout)
         w_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        perm_norm = graphs.align(sa, sb, layout, normalize=True)
+        n_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
         perm_act = graphs.align(a, sb, layout, method="activations", data=data.x_train[:512])
         a_s = time.perf_counter() - t0
         sw, sa_ = graphs.apply_symmetry(sb, layout, perm), graphs.apply_symmetry(sb, layout, perm_act)
+        sn = graphs.apply_symmetry(sb, layout, perm_norm)
         paths = {"naive": interpolation_path(a, sa, sb, data, steps, norm),
                  "weight matching": interpolation_path(a, sa, sw, data, steps, norm),
+                 "weight matching, per-tensor": interpolation_path(a, sa, sn, data, steps, norm),
                  "activation matching": interpolation_path(a, sa, sa_, data, steps, norm)}
         if norm:
             paths["weight matching, stale BN stats"] = interpolation_path(a, sa, sw, data, steps, False)
-        row = {"pair": k, "train_seconds": train_s, "weights_seconds": w_s, "activations_seconds": a_s,
+        row = {"pair": k, "train_seconds": train_s, "weights_seconds": w_s, "normalized_seconds": n_s,
+               "activations_seconds": a_s,
                "cosine_naive": graphs.similarity(sa, sb, layout), "cosine_aligned": graphs.similarity(sa, sw, layout),
                "paths": paths}
         rows.append(row)
@@ -188,6 +208,7 @@ def summarize(res: dict, steps: int) -> dict:
                      "mid_acc": float(np.mean([p["acc"][steps // 2] for p in ps])),
                      "end_acc": float(np.mean([(p["acc"][0] + p["acc"][-1]) / 2 for p in ps]))}
     out["weights_seconds"] = float(np.mean([r["weights_seconds"] for r in res["pairs"]]))
+    out["normalized_seconds"] = float(np.mean([r["normalized_seconds"] for r in res["pairs"]]))
     out["activations_seconds"] = float(np.mean([r["activations_seconds"] for r in res["pairs"]]))
     return out
 
@@ -198,6 +219,7 @@ def plot(results: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, len(results), figsize=(4 * len(results), 6), squeeze=False)
     colors = {"naive": "tab:red", "weight matching": "tab:blue", "activation matching": "tab:green",
+              "weight matching, per-tensor": "tab:purple",
               "weight matching, stale BN stats": "tab:gray"}
     for j, res in enumerate(results):
         for r in res["pairs"]:
@@ -220,21 +242,27 @@ def write_md(results, summaries, meta, path) -> None:
              f"Commit `{meta['commit']}`, {meta['machine']}. Data: scikit-learn digits (1,437 train / 360 test), "
              f"{meta['pairs']} pairs of networks trained from different seeds per architecture, {meta['steps']} points "
              "on each path. Barrier = max over t of test loss(t) minus the chord between the endpoints' losses "
-             "(accuracy barrier: the same for the accuracy drop). Means over pairs. Networks with BatchNorm have "
-             "their running statistics recomputed on the training images at every t (naive included).", "",
-             "| network | params | naive loss barrier | aligned loss barrier (weights) | ratio | aligned (activations) "
-             "| naive acc barrier | aligned acc barrier | midpoint acc naive / aligned | endpoint acc | align time "
-             "weights / activations |",
+             "(accuracy barrier: the same for the accuracy drop). Means (± std) over pairs. Networks with BatchNorm "
+             "have their running statistics recomputed on the training images at every t (naive included). "
+             "Weight matching: `graphs.align(a, b, layout)`; per-tensor: `normalize=True`; activations: "
+             "`method='activations'` on 512 training images. Times are wall-clock on a shared machine.", "",
+             "| network | params | naive loss barrier | weight matching | per-tensor weight matching "
+             "| activation matching | naive acc barrier | aligned acc barrier (w / pt / act) "
+             "| midpoint acc naive / w / pt / act | endpoint acc | align s (w / pt / act) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res, s in zip(results, summaries, strict=True):
-        n, w, a = s["naive"], s["weight matching"], s["activation matching"]
-        ratio = n["loss_barrier"] / max(w["loss_barrier"], 1e-12)
-        lines.append(f"| {res['arch']} | {res['parameters']:,} "
-                     f"| {n['loss_barrier']:.3f} ± {n['loss_barrier_std']:.3f} "
-                     f"| {w['loss_barrier']:.3f} ± {w['loss_barrier_std']:.3f} | {ratio:.1f}x "
-                     f"| {a['loss_barrier']:.3f} "
-                     f"| {n['acc_barrier']:.3f} | {w['acc_barrier']:.3f} | {n['mid_acc']:.3f} / {w['mid_acc']:.3f} "
-                     f"| {n['end_acc']:.3f} | {s['weights_seconds']:.2f} s / {s['activations_seconds']:.2f} s |")
+        n, w, p, a = (s[k] for k in ("naive", "weight matching", "weight matching, per-tensor", "activation matching"))
+
+        def cell(x, n=n):
+            return (f"{x['loss_barrier']:.3f} ± {x['loss_barrier_std']:.3f} "
+                    f"({n['loss_barrier'] / max(x['loss_barrier'], 1e-12):.1f}x smaller)")
+
+        lines.append(f"| {res['arch']} | {res['parameters']:,} | {n['loss_barrier']:.3f} ± {n['loss_barrier_std']:.3f} "
+                     f"| {cell(w)} | {cell(p)} | {cell(a)} | {n['acc_barrier']:.3f} "
+                     f"| {w['acc_barrier']:.3f} / {p['acc_barrier']:.3f} / {a['acc_barrier']:.3f} "
+                     f"| {n['mid_acc']:.3f} / {w['mid_acc']:.3f} / {p['mid_acc']:.3f} / {a['mid_acc']:.3f} "
+                     f"| {n['end_acc']:.3f} | {s['weights_seconds']:.2f} / {s['normalized_seconds']:.2f} "
+                     f"/ {s['activations_seconds']:.2f} |")
     for res, s in zip(results, summaries, strict=True):
         if "weight matching, stale BN stats" in s:
             st = s["weight matching, stale BN stats"]
@@ -252,6 +280,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="one pair, a quarter of the epochs; no result files")
     parser.add_argument("--only", help="run only architectures whose name contains this")
+    parser.add_argument("--cache", help="folder to keep trained networks in (and reuse them from)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start_commit = commit()  # the code that produces the results, before any edit made while it runs
@@ -262,7 +291,7 @@ def main() -> None:
         if args.only and args.only.lower() not in name.lower():
             continue
         res = run_arch(name, factory, example, max(2, epochs // 4) if args.quick else epochs, lr, raw, pairs,
-                       args.steps)
+                       args.steps, args.cache)
         results.append(res)
         summaries.append(summarize(res, args.steps))
     meta = {"commit": start_commit, "machine": machine(), "pairs": pairs, "steps": args.steps, "data": "digits"}

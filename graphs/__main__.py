@@ -99,7 +99,8 @@ def _alignment_data(args: argparse.Namespace, inputs: tuple):
 def _align_cmd(args: argparse.Namespace) -> int:
     model, inputs, layout, (sd_a, sd_b) = _networks(args, [args.a, args.b])
     start = time.perf_counter()
-    perm = align(sd_a, sd_b, layout, args.method, _alignment_data(args, inputs), model, seed=args.seed)
+    perm = align(sd_a, sd_b, layout, args.method, _alignment_data(args, inputs), model, seed=args.seed,
+                 normalize=args.normalize)
     out = apply_symmetry(sd_b, layout, perm)
     print(f"aligned {args.b} to {args.a} in {time.perf_counter() - start:.2f} s ({len(perm)} groups, "
           f"{sum(int((p != torch.arange(p.numel())).any()) for p in perm.values())} moved); cosine similarity "
@@ -115,7 +116,8 @@ def _merge_cmd(args: argparse.Namespace) -> int:
                          "paths: python -m graphs merge A.pt B.pt [C.pt ...] --model FILE.py:make OUT.pt")
     *paths, out_path = args.checkpoints
     model, inputs, layout, sds = _networks(args, paths)
-    merged = merge(sds, layout, args.method, _alignment_data(args, inputs), model, seed=args.seed)
+    merged = merge(sds, layout, args.method, _alignment_data(args, inputs), model, seed=args.seed,
+                   normalize=args.normalize)
     save_checkpoint(merged, out_path)
     print(f"merged {len(sds)} networks (aligned to {paths[0]}) into {out_path}")
     return 0
@@ -129,7 +131,8 @@ def _interpolate_cmd(args: argparse.Namespace) -> int:
     data.x_train, data.x_test = shape_inputs(data.x_train, inputs[0]), shape_inputs(data.x_test, inputs[0])
     start = time.perf_counter()
     act = data.x_train[: args.batch] if args.method == "activations" else None
-    aligned = apply_symmetry(sd_b, layout, align(sd_a, sd_b, layout, args.method, act, model, seed=args.seed))
+    perm = align(sd_a, sd_b, layout, args.method, act, model, seed=args.seed, normalize=args.normalize)
+    aligned = apply_symmetry(sd_b, layout, perm)
     seconds = time.perf_counter() - start
     norm = has_running_stats(model)
     paths = {"naive": interpolation_path(model, sd_a, sd_b, data, args.steps, reset_stats=norm),
@@ -138,7 +141,7 @@ def _interpolate_cmd(args: argparse.Namespace) -> int:
         paths["aligned, stale BN stats"] = interpolation_path(model, sd_a, aligned, data, args.steps, False)
     os.makedirs(args.out, exist_ok=True)
     result = {"a": args.a, "b": args.b, "model": args.model, "data": args.data, "method": args.method,
-              "align_seconds": seconds, "norm_stats_recomputed": norm, "paths": paths}
+              "normalize": args.normalize, "align_seconds": seconds, "norm_stats_recomputed": norm, "paths": paths}
     with open(os.path.join(args.out, "interpolate.json"), "w") as f:
         json.dump(result, f, indent=1)
     plot_paths(paths, os.path.join(args.out, "interpolate.png"), f"{os.path.basename(args.a)} -> "
@@ -159,6 +162,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("weights", "activations"), default="weights", help="alignment method")
     p.add_argument("--batch", type=int, default=512, help="inputs for activation matching")
     p.add_argument("--seed", type=int, default=0, help="seed of the group order")
+    p.add_argument("--normalize", action="store_true",
+                   help="weight matching: every parameter tensor weighs the same (helps BatchNorm networks)")
 
 
 def build_parser() -> argparse.ArgumentParser:

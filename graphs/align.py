@@ -51,7 +51,7 @@ class _Item:
 
 
 def align(reference, other, layout: Layout, method: str = "weights", data=None, model: torch.nn.Module | None = None,
-          max_sweeps: int = 100, seed: int = 0) -> Symmetry:
+          max_sweeps: int = 100, seed: int = 0, normalize: bool = False) -> Symmetry:
     """The symmetry that brings ``other`` closest to ``reference``.
 
     ``apply_symmetry(other, layout, perm)`` computes the same function as ``other``.
@@ -65,6 +65,8 @@ def align(reference, other, layout: Layout, method: str = "weights", data=None, 
         model: For ``"activations"``: a module of the architecture to trace, when ``reference`` is a state_dict.
         max_sweeps: Most sweeps over all groups.
         seed: Seed of the random group order.
+        normalize: Weight matching: divide each parameter's inner product by its two norms, so that every
+            tensor weighs the same (layers whose scale is arbitrary, as before a BatchNorm, no longer dominate).
 
     Returns:
         Group id -> permutation (gather semantics), one entry per permutable group.
@@ -75,7 +77,7 @@ def align(reference, other, layout: Layout, method: str = "weights", data=None, 
     """
     ref_sd, other_sd = _state(reference, layout, "reference"), _state(other, layout, "other")
     if method == "weights":
-        return weight_matching(ref_sd, other_sd, layout, max_sweeps=max_sweeps, seed=seed)
+        return weight_matching(ref_sd, other_sd, layout, max_sweeps=max_sweeps, seed=seed, normalize=normalize)
     if method != "activations":
         raise ValueError(f"unknown alignment method {method!r}; use 'weights' or 'activations'")
     module = reference if isinstance(reference, torch.nn.Module) else model
@@ -91,14 +93,15 @@ def align(reference, other, layout: Layout, method: str = "weights", data=None, 
     perm = _best_descent(items, layout, groups, rng, max_sweeps)
     rest = [g.id for g in layout.permutable_groups() if g.id not in seen]
     if rest:  # groups no activation shows: weight matching with the matched groups held fixed
-        perm = _descent(_weight_items(ref_sd, other_sd, layout), layout, rest, perm, rng, max_sweeps)
+        start = {**perm, **{g: torch.arange(layout.groups[g].size) for g in rest}}
+        perm = _descent(_weight_items(ref_sd, other_sd, layout, normalize), layout, rest, start, rng, max_sweeps)
     return perm
 
 
 def weight_matching(reference: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor], layout: Layout,
-                    max_sweeps: int = 100, seed: int = 0) -> Symmetry:
-    """Weight matching of two state_dicts of ``layout`` (see the module docstring)."""
-    items = _weight_items(reference, other, layout)
+                    max_sweeps: int = 100, seed: int = 0, normalize: bool = False) -> Symmetry:
+    """Weight matching of two state_dicts of ``layout`` (see the module docstring and :func:`align`)."""
+    items = _weight_items(reference, other, layout, normalize)
     groups = [g.id for g in layout.permutable_groups()]
     return _best_descent(items, layout, groups, np.random.default_rng(seed), max_sweeps)
 
@@ -124,7 +127,7 @@ def interpolate_state_dicts(a: Mapping[str, torch.Tensor], b: Mapping[str, torch
 
 
 def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model: torch.nn.Module | None = None,
-          seed: int = 0) -> dict:
+          seed: int = 0, normalize: bool = False) -> dict:
     """Align every network to the first, then average their floating tensors.
 
     Args:
@@ -134,6 +137,7 @@ def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model
         data: As in :func:`align`.
         model: As in :func:`align`.
         seed: Seed of the group order.
+        normalize: As in :func:`align`.
 
     Returns:
         The averaged state_dict (integer buffers are the first network's).
@@ -143,7 +147,8 @@ def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model
         raise ValueError(f"merge needs at least two networks, got {len(sds)}")
     if method == "activations" and model is None and isinstance(state_dicts[0], torch.nn.Module):
         model = state_dicts[0]
-    aligned = [sds[0]] + [apply_symmetry(s, layout, align(sds[0], s, layout, method, data, model, seed=seed))
+    aligned = [sds[0]] + [apply_symmetry(s, layout, align(sds[0], s, layout, method, data, model, seed=seed,
+                                                                normalize=normalize))
                           for s in sds[1:]]
     out = {}
     for k, v in sds[0].items():
@@ -165,12 +170,18 @@ def _state(net, layout: Layout, what: str) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in sd.items()}
 
 
-def _weight_items(ref: Mapping, other: Mapping, layout: Layout) -> list[_Item]:
+def _weight_items(ref: Mapping, other: Mapping, layout: Layout, normalize: bool = False) -> list[_Item]:
     """The parameters; buffers (running statistics) only where they carry a group no parameter carries."""
     covered = {g for p in layout.params if not p.is_buffer for lab in p.axes for g in label_atoms(lab)}
     chosen = [p for p in layout.params
               if not p.is_buffer or not {g for lab in p.axes for g in label_atoms(lab)} <= covered]
-    return [_Item(ref[p.name].double(), other[p.name].double(), p.axes) for p in chosen]
+    items = []
+    for p in chosen:
+        r, o = ref[p.name].double(), other[p.name].double()
+        if normalize:  # <r, o> / (|r| |o|): the scale moves onto both sides
+            r, o = r / r.norm().clamp(min=1e-300), o / o.norm().clamp(min=1e-300)
+        items.append(_Item(r, o, p.axes))
+    return items
 
 
 # ------------------------------------------------------------------ the descent
