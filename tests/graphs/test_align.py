@@ -216,3 +216,16 @@ def test_activation_matching_falls_back_to_weights_for_unobserved_groups():
     perm = graphs.align(model, other, layout, method="activations", data=x)
     back = graphs.apply_symmetry(other, layout, perm)
     assert all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+@pytest.mark.parametrize("name", ["resnet_two_stage", "attention_sdpa"])
+def test_per_tensor_weight_matching_recovers_and_keeps_the_function(name):
+    model, inputs, kwargs, layout = _prepare(_case(name))
+    sd = model.state_dict()
+    other = graphs.apply_symmetry(sd, layout, graphs.random_symmetry(layout, torch.Generator().manual_seed(7)))
+    back = graphs.apply_symmetry(other, layout, graphs.align(sd, other, layout, normalize=True))
+    assert all(torch.equal(back[k], sd[k]) for k in sd)
+    ind = _independent(sd)
+    perm = graphs.align(ind, sd, layout, normalize=True)
+    assert _moved(perm) > 0
+    assert output_error(model, graphs.apply_symmetry(sd, layout, perm), inputs, kwargs) < 1e-10
