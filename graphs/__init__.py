@@ -1,5 +1,6 @@
 """Networks as parameter graphs: trace symmetries with torch.export, convert exactly both ways."""
 
+from graphs.align import align, interpolate_state_dicts, merge, similarity
 from graphs.checkpoints import load_checkpoint, save_checkpoint
 from graphs.compile import compile_layout
 from graphs.convert import (
@@ -12,6 +13,7 @@ from graphs.convert import (
     vector_to_graph,
 )
 from graphs.errors import CheckpointError, LayoutMismatchError, UnreadParameterWarning, UnsupportedNetworkError
+from graphs.interpolate import reset_norm_stats
 from graphs.layout import GroupSpec, IntBufferSpec, Layout, ParamSpec
 from graphs.param_graph import EDGE_TYPES, NODE_TYPES, NodeType, ParamGraph
 from graphs.symmetry import (
@@ -26,8 +28,9 @@ from graphs.trace import trace
 
 __all__ = [
     "CheckpointError", "EDGE_TYPES", "GroupSpec", "IntBufferSpec", "Layout", "LayoutMismatchError", "NODE_TYPES",
-    "NodeType", "ParamGraph", "ParamSpec", "UnreadParameterWarning", "UnsupportedNetworkError", "apply_symmetry",
-    "axis_permutation", "check_symmetry", "compile_layout", "flatten_int_buffers", "flatten_state_dict",
-    "graph_to_vector", "load_checkpoint", "node_permutation", "random_symmetry", "save_checkpoint", "symmetry_index",
-    "to_graph", "to_state_dict", "trace", "unflatten_state_dict", "vector_to_graph",
+    "NodeType", "ParamGraph", "ParamSpec", "UnreadParameterWarning", "UnsupportedNetworkError", "align",
+    "apply_symmetry", "axis_permutation", "check_symmetry", "compile_layout", "flatten_int_buffers",
+    "flatten_state_dict", "graph_to_vector", "interpolate_state_dicts", "load_checkpoint", "merge", "node_permutation",
+    "random_symmetry", "reset_norm_stats", "save_checkpoint", "similarity", "symmetry_index", "to_graph",
+    "to_state_dict", "trace", "unflatten_state_dict", "vector_to_graph",
 ]
