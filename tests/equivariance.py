@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 import graphs
@@ -27,6 +28,20 @@ def as_double(model, inputs, kwargs=None):
     def conv(t):
         return (t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t)
     return m, tuple(conv(t) for t in inputs), {k: conv(v) for k, v in (kwargs or {}).items()}
+
+
+_LAYOUTS: dict = {}
+
+
+def prepare_case(case):
+    """A catalogue case in float64: ``(model, inputs, kwargs, layout)``; each layout is traced once per session."""
+    if case.hf:
+        pytest.importorskip("transformers")
+    kwargs = case.kwargs() if case.kwargs else None
+    model, inputs, kwargs = as_double(case.build(), case.inputs(), kwargs)
+    if case.name not in _LAYOUTS:
+        _LAYOUTS[case.name] = graphs.trace(model, inputs, kwargs)
+    return model, inputs, kwargs, _LAYOUTS[case.name]
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cli_helpers
 import h5py
 import numpy as np
 import pytest
@@ -16,28 +17,7 @@ from datasets.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FACTORIES = '''
-import torch
-from torch import nn
-
-
-class MLP(nn.Module):
-    def __init__(self, width=8):
-        super().__init__()
-        self.fc1 = nn.Linear(4, width)
-        self.fc2 = nn.Linear(width, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
-
-def make():
-    return MLP()
-
-
-def make_sized(state_dict):
-    return MLP(state_dict["fc1.weight"].shape[0])
-'''
+FACTORIES = cli_helpers.FACTORIES  # MLP, make, make_sized, ...
 
 
 def cli(capsys, *argv):

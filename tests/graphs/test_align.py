@@ -10,21 +10,8 @@ import graphs
 from graphs.activations import record_activations
 from graphs.align import interpolate_state_dicts, merge, similarity, weight_matching
 from graphs.interpolate import barrier, reset_norm_stats, shape_inputs
-from tests.equivariance import as_double, output_error
+from tests.equivariance import output_error, prepare_case
 from tests.graphs.catalogue import ALL_CASES, CASES
-
-_LAYOUTS: dict = {}
-
-
-def _prepare(case):
-    if case.hf:
-        pytest.importorskip("transformers")
-    model = case.build()
-    kwargs = case.kwargs() if case.kwargs else None
-    model, inputs, kwargs = as_double(model, case.inputs(), kwargs)
-    if case.name not in _LAYOUTS:
-        _LAYOUTS[case.name] = graphs.trace(model, inputs, kwargs)
-    return model, inputs, kwargs, _LAYOUTS[case.name]
 
 
 def _independent(sd, seed=1):
@@ -54,7 +41,7 @@ FUNCTION_CASES = ["resnet_two_stage", "attention_sdpa", "mha_packed", "gqa_atten
 
 @pytest.mark.parametrize("name", FUNCTION_CASES)
 def test_alignment_keeps_the_function_and_moves_closer(name):
-    model, inputs, kwargs, layout = _prepare(_case(name))
+    model, inputs, kwargs, layout = prepare_case(_case(name))
     sd = model.state_dict()
     ref = _independent(sd)
     perm = graphs.align(ref, sd, layout)
@@ -68,7 +55,7 @@ def test_alignment_keeps_the_function_and_moves_closer(name):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.group_sizes], ids=lambda c: c.name)
 def test_permuted_copy_is_recovered_exactly(case):
-    model, _inputs, _kwargs, layout = _prepare(case)
+    model, _inputs, _kwargs, layout = prepare_case(case)
     sd = model.state_dict()
     true = graphs.random_symmetry(layout, torch.Generator().manual_seed(1))
     other = graphs.apply_symmetry(sd, layout, true)
@@ -91,7 +78,7 @@ def _batch(inputs, n=64, seed=3):
 
 @pytest.mark.parametrize("name", ["mlp_activations", "attention_sdpa", "resnet_two_stage", "grouped_conv"])
 def test_activation_matching_recovers_activations_and_keeps_the_function(name):
-    model, inputs, kwargs, layout = _prepare(_case(name))
+    model, inputs, kwargs, layout = prepare_case(_case(name))
     sd = model.state_dict()
     data = _batch(inputs)
     true = graphs.random_symmetry(layout, torch.Generator().manual_seed(1))
@@ -117,26 +104,26 @@ def _loaded(model, sd):
 
 
 def test_activation_matching_labels_heads_and_groups():
-    model, inputs, _kw, layout = _prepare(_case("attention_sdpa"))
+    model, inputs, _kw, layout = prepare_case(_case("attention_sdpa"))
     acts, _ = record_activations(model, layout, model.state_dict(), model.state_dict(), _batch(inputs))
     seen = {g for _, axes in acts for lab in axes for g in graphs.activations.label_atoms(lab)}
     assert {g.id for g in layout.permutable_groups()} <= seen  # heads, head dims, stream, MLP all observed
 
 
 def test_activation_matching_needs_data_and_a_module():
-    model, _inputs, _kw, layout = _prepare(_case("mlp_relu"))
+    model, _inputs, _kw, layout = prepare_case(_case("mlp_relu"))
     sd = model.state_dict()
     with pytest.raises(ValueError, match="needs data"):
         graphs.align(sd, sd, layout, method="activations")
     with pytest.raises(ValueError, match="unknown alignment method"):
         graphs.align(sd, sd, layout, method="magic")
-    other_layout = _prepare(_case("mlp_dropout"))[3]
+    other_layout = prepare_case(_case("mlp_dropout"))[3]
     with pytest.raises(graphs.LayoutMismatchError, match="network of this architecture"):
         graphs.align(sd, sd, other_layout)
 
 
 def test_interpolation_and_merge():
-    model, inputs, kwargs, layout = _prepare(_case("bn1d_mlp"))
+    model, inputs, kwargs, layout = prepare_case(_case("bn1d_mlp"))
     sd = model.state_dict()
     ind = _independent(sd)
     assert all(torch.equal(interpolate_state_dicts(sd, ind, 0.0)[k], sd[k]) for k in sd)
@@ -220,7 +207,7 @@ def test_activation_matching_falls_back_to_weights_for_unobserved_groups():
 
 @pytest.mark.parametrize("name", ["resnet_two_stage", "attention_sdpa"])
 def test_per_tensor_weight_matching_recovers_and_keeps_the_function(name):
-    model, inputs, kwargs, layout = _prepare(_case(name))
+    model, inputs, kwargs, layout = prepare_case(_case(name))
     sd = model.state_dict()
     other = graphs.apply_symmetry(sd, layout, graphs.random_symmetry(layout, torch.Generator().manual_seed(7)))
     back = graphs.apply_symmetry(other, layout, graphs.align(sd, other, layout, normalize=True))

@@ -5,27 +5,18 @@ import torch
 
 import graphs
 from tests.equivariance import (
-    as_double,
     assert_exact_round_trip,
     assert_graph_equivariant,
     assert_sound,
     output_error,
+    prepare_case,
 )
 from tests.graphs.catalogue import ALL_CASES
 
 
-def _prepare(case):
-    if case.hf:
-        pytest.importorskip("transformers")
-    model = case.build()
-    kwargs = case.kwargs() if case.kwargs else None
-    model, inputs, kwargs = as_double(model, case.inputs(), kwargs)
-    return model, inputs, kwargs, graphs.trace(model, inputs, kwargs)
-
-
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.name)
 def test_catalogue_network(case):
-    model, inputs, kwargs, layout = _prepare(case)
+    model, inputs, kwargs, layout = prepare_case(case)
     # (1) exact round trip, also through the layout's JSON form
     assert_exact_round_trip(model, layout)
     assert graphs.Layout.from_json(layout.to_json()).fingerprint == layout.fingerprint
@@ -41,7 +32,7 @@ def test_catalogue_network(case):
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c.group_sizes], ids=lambda c: c.name)
 def test_catalogue_sensitivity(case):
     """A permutation applied to one weight alone (not a symmetry) does change the output."""
-    model, inputs, kwargs, layout = _prepare(case)
+    model, inputs, kwargs, layout = prepare_case(case)
     sd = model.state_dict()
     perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(0))
     for p in layout.params:
