@@ -14,13 +14,14 @@ from graphs.convert import (
 from graphs.errors import CheckpointError, LayoutMismatchError, UnsupportedNetworkError
 from graphs.layout import GroupSpec, IntBufferSpec, Layout, ParamSpec
 from graphs.param_graph import EDGE_TYPES, NODE_TYPES, NodeType, ParamGraph
+from graphs.probes import ProbeNet, ProbeSites, find_probe_sites, probe_features
 from graphs.symmetry import apply_symmetry, axis_permutation, node_permutation, random_symmetry, symmetry_index
 from graphs.trace import trace
 
 __all__ = [
     "CheckpointError", "EDGE_TYPES", "GroupSpec", "IntBufferSpec", "Layout", "LayoutMismatchError", "NODE_TYPES",
-    "NodeType", "ParamGraph", "ParamSpec", "UnsupportedNetworkError", "apply_symmetry", "axis_permutation",
-    "compile_layout", "flatten_int_buffers", "flatten_state_dict", "graph_to_vector", "load_checkpoint",
-    "node_permutation", "random_symmetry", "save_checkpoint", "symmetry_index", "to_graph", "to_state_dict",
-    "trace", "unflatten_state_dict", "vector_to_graph",
+    "NodeType", "ParamGraph", "ParamSpec", "ProbeNet", "ProbeSites", "UnsupportedNetworkError", "apply_symmetry",
+    "axis_permutation", "compile_layout", "find_probe_sites", "flatten_int_buffers", "flatten_state_dict",
+    "graph_to_vector", "load_checkpoint", "node_permutation", "probe_features", "random_symmetry", "save_checkpoint",
+    "symmetry_index", "to_graph", "to_state_dict", "trace", "unflatten_state_dict", "vector_to_graph",
 ]
