@@ -256,7 +256,8 @@ class ProbeNet:
         sites: Precomputed sites (default: :func:`find_probe_sites`).
 
     Call it with ``rows [B, num_params]`` (or state_dicts) and ``probes`` (one ``[P, *sample_shape]``
-    tensor per user input) to get ``[B, num_nodes, P]``.
+    tensor per user input of the program, in its order: positional inputs, then keyword inputs such as
+    an attention mask) to get ``[B, num_nodes, P]``.
     """
 
     def __init__(self, program: torch.export.ExportedProgram, layout: Layout, sites: ProbeSites | None = None
@@ -270,10 +271,16 @@ class ProbeNet:
         names = {p.name for p in layout.params}
         names |= {a for p in layout.params for a in p.aliases}
         canonical = {a: p.name for p in layout.params for a in p.aliases}
-        self._slots: list[tuple[str, Any]] = []  # per placeholder: ("param", name) | ("fixed", tensor) | ("input", i)
+        # per placeholder: ("param", layout name) | ("fixed", tensor) | ("input", index); the program's
+        # dtypes rule (its ops may assert them): weights and float probes are cast to the placeholder's dtype
+        self._slots: list[tuple[str, Any]] = []
+        self._dtypes: list[torch.dtype | None] = []
         n_in = 0
-        for spec in sig.input_specs:
+        holders = [n for n in program.graph.nodes if n.op == "placeholder"]
+        for spec, holder in zip(sig.input_specs, holders, strict=True):
             kind, target = spec.kind.name, spec.target
+            val = holder.meta.get("val")
+            self._dtypes.append(val.dtype if isinstance(val, torch.Tensor) and val.is_floating_point() else None)
             if kind in ("PARAMETER", "BUFFER") and target in names:
                 self._slots.append(("param", canonical.get(target, target)))
             elif kind in ("PARAMETER", "BUFFER"):
@@ -336,28 +343,24 @@ class ProbeNet:
         return {p.name: rows[:, p.offset:p.offset + p.numel].reshape(rows.shape[0], *p.shape)
                 for p in self.layout.params}
 
-    def _fixed(self, value: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (id(value), device, dtype)
+    def _fixed(self, value: torch.Tensor, device: torch.device) -> torch.Tensor:
+        key = (id(value), device)
         got = self._fixed_cache.get(key)
         if got is None:
-            got = value.to(device)
-            if got.is_floating_point():
-                got = got.to(dtype)
-            self._fixed_cache[key] = got
+            got = self._fixed_cache[key] = value.to(device)
         return got
 
     def _run_one(self, params: Mapping[str, torch.Tensor], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """One network on one chunk of ``batch_size`` probes: ``[batch_size, num_reads]`` pooled activations."""
-        ref = inputs[0]
+        device = inputs[0].device
         args = []
-        for kind, what in self._slots:
-            if kind == "param":
-                args.append(params[what])
-            elif kind == "input":
-                args.append(inputs[what])
-            else:
-                args.append(self._fixed(what, ref.device, ref.dtype))
-        outs = self.module(ref.device)(*args)
+        for (kind, what), dtype in zip(self._slots, self._dtypes, strict=True):
+            if kind == "fixed":
+                args.append(self._fixed(what, device))
+                continue
+            x = params[what] if kind == "param" else inputs[what]
+            args.append(x.to(dtype) if dtype is not None and x.is_floating_point() else x)
+        outs = self.module(device)(*args)
         pooled = []
         for site, out in zip(self.sites.sites, outs, strict=True):
             if site.batch_axis is None:
@@ -400,14 +403,13 @@ class ProbeNet:
 
         Args:
             weights: Flat parameter rows of the layout, or one state_dict, or a list of them.
-            probes: ``[P, *sample_shape]`` (or a tuple, one per network input); float, on the rows' device.
-                An ``nn.Parameter`` gets gradients (learned probes).
+            probes: ``[P, *sample_shape]`` (or a tuple, one per network input), on the rows' device. An
+                ``nn.Parameter`` gets gradients (learned probes).
             vmap: Batch over networks with ``torch.vmap`` (falls back to a loop when vmap fails).
         """
         rows = _rows(weights, self.layout)
         chunks, n = self._inputs(probes)
-        chunks = [c.to(device=rows.device, dtype=rows.dtype) if c.is_floating_point() else c.to(rows.device)
-                  for c in chunks]
+        chunks = [c.to(rows.device) for c in chunks]
         params = self._params(rows)
         vals = None
         if vmap and self.vmap_ok is not False:
@@ -429,7 +431,7 @@ class ProbeNet:
         picked = vals.index_select(2, self._keep.to(rows.device)) * self._weight.to(rows.device, vals.dtype)
         feats = vals.new_zeros(rows.shape[0], n, self.sites.num_nodes).index_add(2, self._node.to(rows.device),
                                                                                    picked)
-        return feats.transpose(1, 2)
+        return feats.transpose(1, 2).to(rows.dtype)
 
 
 def _rows(weights, layout: Layout) -> torch.Tensor:

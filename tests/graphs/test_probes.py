@@ -14,7 +14,7 @@ from graphs.param_graph import NodeType
 from graphs.probes import ProbeNet, ProbeSites, find_probe_sites, probe_features
 from graphs.tracer import export
 from tests.equivariance import as_double
-from tests.graphs.catalogue import CASES
+from tests.graphs.catalogue import ALL_CASES, CASES
 
 CASE = {c.name: c for c in CASES}
 ATOL = 1e-10
@@ -202,3 +202,26 @@ def test_bad_inputs_have_clear_errors():
         ProbeNet(other_program, layout)
     with pytest.raises(LayoutMismatchError, match="computed for layout"):
         ProbeNet(program, layout, find_probe_sites(other_program, other_layout))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
+def test_probe_features_equivariant_on_every_catalogue_network(case):
+    if case.hf:
+        pytest.importorskip("transformers")
+    model, inputs, kwargs = as_double(case.build(), case.inputs(), case.kwargs() if case.kwargs else None)
+    layout, program = graphs.trace(model, inputs, kwargs), export(model, inputs, kwargs)
+    net = ProbeNet(program, layout)
+    c = compile_layout(layout)
+    hidden = (c.node_type == int(NodeType.HIDDEN)) | (c.node_type == int(NodeType.OUTPUT))
+    assert net.sites.covered()[hidden].all()
+    g = torch.Generator().manual_seed(3)
+    probes = tuple(random_probes((x,), 4, seed=i) if not x.is_floating_point()
+                   else torch.randn(4, *x.shape[1:], generator=g, dtype=x.dtype)
+                   for i, x in enumerate((*inputs, *(kwargs or {}).values())))
+    sd = model.state_dict()
+    perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(0))
+    feats = net([sd, graphs.apply_symmetry(sd, layout, perm), perturbed(model, 1)], probes)
+    # the case's tolerance: 1e-9 or looser only with a reason (LlamaRMSNorm computes in float32)
+    assert close(feats[1], feats[0][graphs.node_permutation(layout, perm)], max(ATOL, case.rtol))
+    assert (feats[2] - feats[0]).abs().max() > 1e-6
