@@ -36,8 +36,12 @@ class ProbeFeatures(nn.Module):
     nodes without one, e.g. parameter nodes), optionally squashed with :math:`\operatorname{asinh}`.
 
     Args:
-        nets: The :class:`graphs.probes.ProbeNet` of every architecture the batches hold (one for a zoo
-            of one architecture; several for a mixed zoo whose networks take the same inputs).
+        nets: The :class:`graphs.probes.ProbeNet` of every network function the batches hold: one for
+            a zoo of one architecture; several for a mixed zoo whose networks take the same inputs.
+            Networks with one layout may still compute different functions (the activation has no
+            weights): give each such function its own ProbeNet and each graph its index into ``nets``
+            as ``batch.program [num_graphs]``. Without ``batch.program`` a graph uses the one ProbeNet
+            of its layout.
         probes: ``[P, *sample_shape]`` probe inputs, or the number ``P`` (zeros of the networks' input
             shape, to be filled by ``load_state_dict`` from a checkpoint).
         learned: Train the probes (an ``nn.Parameter``) instead of keeping them fixed (a buffer). Both
@@ -45,7 +49,8 @@ class ProbeFeatures(nn.Module):
         squash: Apply ``asinh`` to the activations (keeps the sign, compresses large values).
 
     Shapes:
-        input: a batch of ParamGraphs (``x``, ``edge_attr``, ``ptr``, ``layout`` per graph).
+        input: a batch of ParamGraphs (``x``, ``edge_attr``, ``ptr``, ``layout`` per graph; optionally
+        ``program``).
         output: a shallow copy of the batch with ``probe [num_nodes, P]``.
     """
 
@@ -58,7 +63,7 @@ class ProbeFeatures(nn.Module):
         if any(n.num_inputs != 1 for n in nets):
             raise ValueError("ProbeFeatures supports networks of one input; call graphs.probes.probe_features "
                              "directly for networks of several inputs")
-        self.nets = {n.layout.fingerprint: n for n in nets}
+        self.nets = nets
         if isinstance(probes, int):
             probes = torch.zeros(probes, *nets[0].sites.input_shapes[0][1:])
         probes = probes.detach().clone()
@@ -77,17 +82,38 @@ class ProbeFeatures(nn.Module):
         """``P``: features per node."""
         return int(self.probes.shape[0])
 
+    def programs(self, batch: Batch, fps: list[str]) -> list[int]:
+        """Index into ``nets`` of every graph of ``batch`` (``batch.program``, else by layout)."""
+        given = getattr(batch, "program", None)
+        if given is not None:
+            idx = [int(i) for i in torch.as_tensor(given).reshape(-1).tolist()]
+            if len(idx) != len(fps) or any(not 0 <= i < len(self.nets) for i in idx):
+                raise ValueError(f"batch.program must give each of the {len(fps)} graphs an index into the "
+                                 f"{len(self.nets)} ProbeNets")
+            bad = [i for i, fp in zip(idx, fps, strict=True) if self.nets[i].layout.fingerprint != fp]
+            if bad:
+                raise LayoutMismatchError(f"batch.program names ProbeNet {bad[0]} for a graph of another layout")
+            return idx
+        by_fp: dict[str, list[int]] = {}
+        for i, n in enumerate(self.nets):
+            by_fp.setdefault(n.layout.fingerprint, []).append(i)
+        for fp in fps:
+            if fp not in by_fp:
+                raise LayoutMismatchError(f"the batch holds graphs of architecture {fp} that this model has no "
+                                          f"exported program for; build ProbeFeatures with the ProbeNet of every "
+                                          f"architecture of the zoo (known: {sorted(by_fp)})")
+            if len(by_fp[fp]) > 1:
+                raise ValueError(f"{len(by_fp[fp])} ProbeNets share layout {fp}; say which one runs each graph "
+                                 "with batch.program [num_graphs]")
+        return [by_fp[fp][0] for fp in fps]
+
     def features(self, batch: Batch) -> torch.Tensor:
         """``[num_nodes, P]`` probe features of every node of ``batch``."""
         layouts = batch.layout if isinstance(batch.layout, (list, tuple)) else [batch.layout]
         fps = [lay.fingerprint for lay in layouts]
-        unknown = sorted(set(fps) - set(self.nets))
-        if unknown:
-            raise LayoutMismatchError(f"the batch holds graphs of architecture {unknown[0]} that this model has no "
-                                      f"exported program for; build ProbeFeatures with the ProbeNet of every "
-                                      f"architecture of the zoo (known: {sorted(self.nets)})")
-        if len(set(fps)) == 1:  # one architecture: one gather back to rows (graphs.batch.batch_to_rows)
-            feats = self._run(self.nets[fps[0]], batch_to_rows(batch, layouts[0]))
+        which = self.programs(batch, fps)
+        if len(set(which)) == 1:  # one function: one gather back to rows (graphs.batch.batch_to_rows)
+            feats = self._run(self.nets[which[0]], batch_to_rows(batch, layouts[0]))
             return feats.reshape(-1, feats.shape[-1]).to(batch.x.dtype)
         ptr = batch.ptr.tolist() if hasattr(batch, "ptr") and batch.ptr is not None else [0, batch.num_nodes]
         edge_counts = [compile_layout(lay).edge_index.shape[1] for lay in layouts]
@@ -98,11 +124,9 @@ class ProbeFeatures(nn.Module):
             raise LayoutMismatchError("batch sizes do not match its graphs' layouts; build batches with "
                                       "graphs.batch.rows_to_batch or datasets.ZooDataset")
         out = batch.x.new_zeros(batch.x.shape[0], self.num_probes)
-        for fp, net in self.nets.items():
-            ids = [i for i, f in enumerate(fps) if f == fp]
-            if not ids:
-                continue
-            rows, nodes = _rows(batch, net, ids, ptr, edge_start)
+        for k in sorted(set(which)):
+            net = self.nets[k]
+            rows, nodes = _rows(batch, net, [i for i, w in enumerate(which) if w == k], ptr, edge_start)
             feats = self._run(net, rows)
             out = out.index_copy(0, nodes, feats.reshape(-1, feats.shape[-1]).to(out.dtype))
         return out

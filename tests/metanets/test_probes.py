@@ -109,6 +109,30 @@ def test_probes_in_a_batch_of_two_architectures():
         ProbeFeatures(pns[layouts[0].fingerprint], probes).features(batch)
 
 
+def test_one_layout_several_functions_take_batch_program():
+    torch.manual_seed(0)
+    acts = ("relu", "tanh", "relu", "gelu")  # one layout: the activation has no weights
+    nets = [SmallCNN(1, 10, width=4, depth=2, padding=1, activation=a).eval() for a in acts]
+    x = torch.zeros(2, 1, 8, 8)
+    layout = graphs.trace(nets[0], x)
+    assert all(graphs.trace(n, x) == layout for n in nets)
+    programs = {a: ProbeNet(export(n, x), layout) for n, a in zip(nets, acts, strict=True)}
+    order = list(programs)
+    probes = torch.randn(3, 1, 8, 8)
+    feats = ProbeFeatures([programs[a] for a in order], probes)
+    batch = rows_to_batch(flatten_state_dicts([n.state_dict() for n in nets], layout), layout)
+    with pytest.raises(ValueError, match="share layout"):
+        feats.features(batch)
+    batch.program = torch.tensor([order.index(a) for a in acts])
+    got = feats.features(batch).reshape(len(nets), -1, 3)
+    for i, (n, a) in enumerate(zip(nets, acts, strict=True)):
+        assert torch.allclose(got[i], programs[a](n.state_dict(), probes)[0], atol=1e-6, rtol=0)
+    assert (got[1] - programs["relu"](nets[1].state_dict(), probes)[0]).abs().max() > 1e-3  # tanh is not relu
+    batch.program = torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match="each of the 4 graphs"):
+        feats.features(batch)
+
+
 def test_probe_dim_zero_keeps_models_and_checkpoints_unchanged():
     layout, program, rows, probes = zoo("mlp_relu", n=1)
     probes = probes.float()  # the models here are float32
