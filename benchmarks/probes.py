@@ -69,7 +69,7 @@ def gmn(layout, probe=None, hidden: int = 64, layers: int = 4):
 def machine() -> str:
     """CPU, cores and torch version."""
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} thread(s)")
+            f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f} at the start")
 
 
 def commit() -> str:
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/probes", help="writes OUT.json and OUT.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    where = machine()
     torch.manual_seed(0)
     nets = [SmallCNN(1, 10, width=8, depth=3, padding=1).eval() for _ in range(args.batch)]
     one = torch.zeros(1, 1, 8, 8)  # zoo builders trace and export with a batch of one
@@ -143,7 +144,7 @@ def main() -> None:
     for label, seconds in best.items():
         add(label, seconds)
 
-    meta = {"commit": commit(), "machine": machine(), "batch": b, "probes": p, "num_params": layout.num_params,
+    meta = {"commit": commit(), "machine": where, "batch": b, "probes": p, "num_params": layout.num_params,
             "num_nodes": graphs.compile_layout(layout).num_nodes, "prepare_s": prep,
             "command": "python benchmarks/probes.py " + " ".join(sys.argv[1:])}
     lines = [f"# Probe features cost (benchmarks/probes.py, commit {meta['commit']})", "",

@@ -296,7 +296,8 @@ class ProbeNet:
                                  "the network without it (eval mode, no buffer mutation)")
         self.num_inputs = n_in
         self.program = program
-        self._modules = {torch.device("cpu"): self._reader(program)}
+        home = next((t.device for t in program.state_dict.values()), torch.device("cpu"))
+        self._modules = {home: self._reader(program)}  # other devices: a moved copy, made on first use
         index = [n for s in self.sites.sites for n in s.nodes]
         idx = torch.tensor(index, dtype=torch.long)
         self._keep = (idx >= 0).nonzero().view(-1)
@@ -308,7 +309,7 @@ class ProbeNet:
 
     @classmethod
     def from_module(cls, model: nn.Module, layout: Layout, example_inputs: Any) -> ProbeNet:
-        """Export ``model`` (eval mode) with ``example_inputs`` (batch of 2 or more) and prepare it."""
+        """Export ``model`` (eval mode) with ``example_inputs`` (any batch size) and prepare it."""
         return cls(export(model, example_inputs), layout)
 
     # -------------------------------------------------------------- helpers
