@@ -16,6 +16,7 @@ from graphs.errors import CheckpointError, LayoutMismatchError, UnreadParameterW
 from graphs.interpolate import reset_norm_stats
 from graphs.layout import GroupSpec, IntBufferSpec, Layout, ParamSpec
 from graphs.param_graph import EDGE_TYPES, NODE_TYPES, NodeType, ParamGraph
+from graphs.probes import ProbeNet, ProbeSites, find_probe_sites, probe_features
 from graphs.symmetry import (
     apply_symmetry,
     axis_permutation,
@@ -28,9 +29,10 @@ from graphs.trace import trace
 
 __all__ = [
     "CheckpointError", "EDGE_TYPES", "GroupSpec", "IntBufferSpec", "Layout", "LayoutMismatchError", "NODE_TYPES",
-    "NodeType", "ParamGraph", "ParamSpec", "UnreadParameterWarning", "UnsupportedNetworkError", "align",
-    "apply_symmetry", "axis_permutation", "check_symmetry", "compile_layout", "flatten_int_buffers",
-    "flatten_state_dict", "graph_to_vector", "interpolate_state_dicts", "load_checkpoint", "merge", "node_permutation",
-    "random_symmetry", "reset_norm_stats", "save_checkpoint", "similarity", "symmetry_index", "to_graph",
-    "to_state_dict", "trace", "unflatten_state_dict", "vector_to_graph",
+    "NodeType", "ParamGraph", "ParamSpec", "ProbeNet", "ProbeSites", "UnreadParameterWarning",
+    "UnsupportedNetworkError", "align", "apply_symmetry", "axis_permutation", "check_symmetry", "compile_layout",
+    "find_probe_sites", "flatten_int_buffers", "flatten_state_dict", "graph_to_vector", "interpolate_state_dicts",
+    "load_checkpoint", "merge", "node_permutation", "probe_features", "random_symmetry", "reset_norm_stats",
+    "save_checkpoint", "similarity", "symmetry_index", "to_graph", "to_state_dict", "trace", "unflatten_state_dict",
+    "vector_to_graph",
 ]

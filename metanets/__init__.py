@@ -11,9 +11,10 @@ from metanets.layers_extra import PNAEdgeConv, RelationalAttentionConv
 from metanets.models import Editor, Predictor, build_model, model_from_checkpoint
 from metanets.normalize import Normalizer
 from metanets.pooling import GraphPool
+from metanets.probes import ProbeFeatures
 
 __all__ = [
     "EdgeNodeConv", "Editor", "EncoderConfig", "GMNBackbone", "GMNConfig", "GRAPH_MODELS", "GraphEncoder",
-    "GraphPool", "ModelConfig", "Normalizer", "PNAEdgeConv", "Predictor", "RelationalAttentionConv",
+    "GraphPool", "ModelConfig", "Normalizer", "PNAEdgeConv", "Predictor", "ProbeFeatures", "RelationalAttentionConv",
     "build_model", "model_from_checkpoint",
 ]

@@ -29,19 +29,22 @@ class EncoderConfig:
         max_layers: Size of the layer (``edge_param``) embedding; 0 disables it. Layer identity is
             invariant under neuron permutations; it helps single-architecture zoos and should be
             off for zoos that mix architectures.
+        probe_dim: Probe features per node (``batch.probe [N, probe_dim]``, see :mod:`metanets.probes`);
+            0 disables them (and adds no weights, so older checkpoints load unchanged).
     """
 
     hidden: int = 64
     width: int = 9
     max_positions: int = 1024
     max_layers: int = 0
+    probe_dim: int = 0
 
 
 class GraphEncoder(nn.Module):
     r"""Embed nodes and edges of a batch of ParamGraphs.
 
     .. math::
-        h_v = E_{type}(t_v) + E_{pos}(p_v)\,[p_v \ge 0] + W_x x_v, \qquad
+        h_v = E_{type}(t_v) + E_{pos}(p_v)\,[p_v \ge 0] + W_x x_v\ (+ W_a a_v), \qquad
         e_{uv} = W_e\, a_{uv} + E(\tau_{uv}, \ell_{uv})
 
     Args:
@@ -49,7 +52,8 @@ class GraphEncoder(nn.Module):
 
     Shapes:
         input: batch with ``x [N, K]``, ``node_type [N]``, ``node_pos [N]``, ``edge_attr [E, K]``,
-            ``edge_type [E]``, ``edge_param [E]``.
+            ``edge_type [E]``, ``edge_param [E]``; with ``probe_dim > 0`` also ``probe [N, probe_dim]``
+            (the neurons' activations :math:`a_v` on probe inputs, :class:`metanets.probes.ProbeFeatures`).
         output: ``(h [N, hidden], e [E, hidden])``.
     """
 
@@ -64,6 +68,7 @@ class GraphEncoder(nn.Module):
         # one table for (edge type, layer): a single lookup per edge instead of two
         self.edge_embed = nn.Embedding(len(EDGE_TYPES) * max(1, cfg.max_layers), d)
         self.layer = nn.Embedding(cfg.max_layers, d) if cfg.max_layers > 0 else None
+        self.node_probe = nn.Linear(cfg.probe_dim, d) if cfg.probe_dim > 0 else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -80,11 +85,25 @@ class GraphEncoder(nn.Module):
         if self.layer is not None:  # parameter nodes know which tensor they hold
             is_param = batch.node_type == int(NodeType.PARAM)
             h = h + self.layer(pos.clamp(min=0) % self.cfg.max_layers) * is_param[:, None]
+        if self.node_probe is not None:
+            h = h + self.node_probe(_probe(batch, self.cfg.probe_dim).to(h.dtype))
         key = batch.edge_type
         if self.layer is not None:
             key = key * self.cfg.max_layers + batch.edge_param % self.cfg.max_layers
         e = torch.addmm(self.edge_embed(key), _pad(batch.edge_attr, self.cfg.width), self.edge_val.weight.t())
         return h, e + self.edge_val.bias
+
+
+def _probe(batch: Batch, dim: int) -> torch.Tensor:
+    """The batch's probe features, checked against the width the model was built for."""
+    probe = getattr(batch, "probe", None)
+    if probe is None:
+        raise ValueError(f"this model was built with probe_dim={dim} but the batch has no probe features; run "
+                         "the batch through metanets.probes.ProbeFeatures first (Predictor(cfg, probe=...))")
+    if probe.shape != (batch.x.shape[0], dim):
+        raise ValueError(f"probe features have shape {tuple(probe.shape)}, the model needs ({batch.x.shape[0]}, "
+                         f"{dim}): build it with GMNConfig(probe_dim={probe.shape[-1]})")
+    return probe
 
 
 def _pad(t: torch.Tensor, width: int) -> torch.Tensor:

@@ -33,6 +33,8 @@ class GMNConfig:
         edge_depth: Layers of the ``gmn`` edge update (1: GatedGCN-style, 2: two-layer MLP).
         readout_stats: Predictors only, zoos of one architecture: concatenate StatNN's per-tensor weight
             statistics (invariant) to the pooled graph features before the head.
+        probe_dim: Probe features per node (0: none). With ``P > 0`` every batch needs ``probe [N, P]``
+            from :class:`metanets.probes.ProbeFeatures` (predictors take it as ``Predictor(cfg, probe=...)``).
     """
 
     layer: str = "gmn"
@@ -44,6 +46,7 @@ class GMNConfig:
     heads: int = 4
     edge_depth: int = 2
     readout_stats: bool = False
+    probe_dim: int = 0
 
 
 class GMNBackbone(nn.Module):
@@ -62,7 +65,8 @@ class GMNBackbone(nn.Module):
         if cfg.layer not in _LAYERS:
             raise ValueError(f"GMNConfig.layer={cfg.layer!r}; choose one of {sorted(_LAYERS)}")
         self.cfg = cfg
-        self.encoder = GraphEncoder(EncoderConfig(cfg.hidden, cfg.width, max_layers=cfg.max_layers))
+        self.encoder = GraphEncoder(EncoderConfig(cfg.hidden, cfg.width, max_layers=cfg.max_layers,
+                                                   probe_dim=cfg.probe_dim))
         if cfg.layer == "gmn":
             self.convs = nn.ModuleList(EdgeNodeConv(cfg.hidden, cfg.aggr, edge_depth=cfg.edge_depth)
                                        for _ in range(cfg.layers))

@@ -32,12 +32,18 @@ class Predictor(nn.Module):
     :math:`[\mathrm{pool}(\mathrm{GMN}(G)),\ \mathrm{LN}(W s(G))]` where :math:`s` are StatNN's
     per-tensor statistics of the normalized weights (also invariant).
 
+    With ``cfg.gmn.probe_dim = P > 0``, ``probe`` (a :class:`metanets.probes.ProbeFeatures` of ``P``
+    probes) runs each input network on the probes first and the encoder adds its neurons' activations
+    to their embeddings (probe features are computed from the raw, unnormalized weights).
+
     Shapes:
         input: batch of ParamGraphs; output: ``[num_graphs, out_dim]``.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, probe: nn.Module | None = None) -> None:
         super().__init__()
+        _check_probe(cfg, probe)
+        self.probe = probe
         self.normalizer = Normalizer(cfg.num_norm_keys, cfg.normalize_by)
         self.backbone = GMNBackbone(cfg.gmn)
         self.pool = GraphPool()
@@ -49,6 +55,8 @@ class Predictor(nn.Module):
         self.head = head((5 if self.stats is not None else 4) * d, cfg.out_dim, d)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        if self.probe is not None:
+            batch = self.probe(batch)
         batch = self.normalizer(batch)
         h, e = self.backbone(batch)
         pooled = self.pool(h, e, batch.batch, batch.batch[batch.edge_index[0]], batch.num_graphs)
@@ -114,18 +122,40 @@ class TargetScale(nn.Module):
         return self.model(batch) * self.std + self.mean
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """Build the model named by ``cfg.name`` for ``cfg.task`` (regression models predict in target units)."""
+def _check_probe(cfg: ModelConfig, probe: nn.Module | None) -> None:
+    """``probe`` is given exactly when ``cfg.gmn.probe_dim > 0``, with that many probes."""
+    dim = cfg.gmn.probe_dim
+    if dim > 0 and probe is None:
+        raise ValueError(f"GMNConfig.probe_dim={dim} needs the probe module: build_model(cfg, probe="
+                         "metanets.probes.ProbeFeatures(ProbeNet(program, layout), probes))")
+    if probe is not None and getattr(probe, "num_probes", None) != dim:
+        raise ValueError(f"the probe module has {getattr(probe, 'num_probes', None)} probes but "
+                         f"GMNConfig.probe_dim={dim}; set probe_dim to the number of probes")
+
+
+def build_model(cfg: ModelConfig, probe: nn.Module | None = None) -> nn.Module:
+    """Build the model named by ``cfg.name`` for ``cfg.task`` (regression models predict in target units).
+
+    ``probe``: the :class:`metanets.probes.ProbeFeatures` of a predictor built with ``cfg.gmn.probe_dim > 0``.
+    """
     if cfg.name in GRAPH_MODELS:
         cfg.gmn.layer = cfg.name
-        model = Editor(cfg) if cfg.task == "edit" else Predictor(cfg)
+        if cfg.task == "edit" and (probe is not None or cfg.gmn.probe_dim):
+            raise ValueError("probe features are implemented for predict/classify models, not edit")
+        model = Editor(cfg) if cfg.task == "edit" else Predictor(cfg, probe)
     else:
+        if probe is not None or cfg.gmn.probe_dim:
+            raise ValueError(f"model {cfg.name!r} takes no probe features; use a graph model "
+                             f"({', '.join(GRAPH_MODELS)})")
         model = build_baseline(cfg)
     return TargetScale(model, cfg.out_dim) if cfg.task == "predict" else model
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+def model_from_checkpoint(ckpt: dict[str, Any], probe: nn.Module | None = None) -> nn.Module:
     """Rebuild a trained model from a checkpoint dict (eval mode); reading the file is the caller's job.
+
+    A model trained with probe features needs ``probe``: a :class:`metanets.probes.ProbeFeatures` of
+    the zoo's architectures (``ProbeFeatures(nets, probe_dim)``; its probes are loaded from ``ckpt``).
 
     ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, or ``{"name": "ghn", "ghn": {...}}``)
     and ``model`` (the state_dict). A metanetwork is ready for ``model(batch)``; a GHN for
@@ -141,7 +171,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
             model = GHN(GHNConfig(**mcfg["ghn"]))
         else:
-            model = build_model(ModelConfig.from_dict(mcfg))
+            model = build_model(ModelConfig.from_dict(mcfg), probe)
     except TypeError as exc:  # a key the config dataclasses do not have
         raise ValueError(f"the checkpoint's model_config does not fit this version of weightgraph ({exc}); "
                          "use the version that wrote it, or retrain") from exc
