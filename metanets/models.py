@@ -20,6 +20,7 @@ from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
 from metanets.config import GRAPH_MODELS, ModelConfig
 from metanets.gmn import GMNBackbone, head
 from metanets.hyper import GHN, GHNConfig
+from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig
 from metanets.normalize import Normalizer, slot_mask
 from metanets.pooling import GraphPool
 
@@ -127,7 +128,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild a trained model from a checkpoint dict (eval mode); reading the file is the caller's job.
 
-    ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, or ``{"name": "ghn", "ghn": {...}}``)
+    ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, ``{"name": "ghn", "ghn": {...}}`` or
+    ``{"name": "neumeta", "neumeta": {...}}``)
     and ``model`` (the state_dict). A metanetwork is ready for ``model(batch)``; a GHN for
     ``model(ArchGraph.of(layout))``.
 
@@ -140,6 +142,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     try:
         if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
             model = GHN(GHNConfig(**mcfg["ghn"]))
+        elif mcfg.get("name") == "neumeta":  # a weight manifold over widths (train.py --task neumeta)
+            model = NeuMeta(NeuMetaConfig(**mcfg["neumeta"]))
         else:
             model = build_model(ModelConfig.from_dict(mcfg))
     except TypeError as exc:  # a key the config dataclasses do not have
