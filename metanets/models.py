@@ -20,6 +20,7 @@ from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
 from metanets.config import GRAPH_MODELS, ModelConfig
 from metanets.gmn import GMNBackbone, head
 from metanets.hyper import GHN, GHNConfig
+from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig
 from metanets.normalize import Normalizer, slot_mask
 from metanets.pooling import GraphPool
 
@@ -157,7 +158,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], probe: nn.Module | None = None) 
     A model trained with probe features needs ``probe``: a :class:`metanets.probes.ProbeFeatures` of
     the zoo's architectures (``ProbeFeatures(nets, probe_dim)``; its probes are loaded from ``ckpt``).
 
-    ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, or ``{"name": "ghn", "ghn": {...}}``)
+    ``ckpt`` needs ``model_config`` (a :class:`ModelConfig` dict, ``{"name": "ghn", "ghn": {...}}`` or
+    ``{"name": "neumeta", "neumeta": {...}}``)
     and ``model`` (the state_dict). A metanetwork is ready for ``model(batch)``; a GHN for
     ``model(ArchGraph.of(layout))``.
 
@@ -170,6 +172,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], probe: nn.Module | None = None) 
     try:
         if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
             model = GHN(GHNConfig(**mcfg["ghn"]))
+        elif mcfg.get("name") == "neumeta":  # a weight manifold over widths (train.py --task neumeta)
+            model = NeuMeta(NeuMetaConfig(**mcfg["neumeta"]))
         else:
             model = build_model(ModelConfig.from_dict(mcfg), probe)
     except TypeError as exc:  # a key the config dataclasses do not have

@@ -10,9 +10,10 @@ from tasks.checkpoint import load_model, read_checkpoint, save_checkpoint, task_
 from tasks.classify import ClassifyTask
 from tasks.edit import EditTask
 from tasks.ghn import GHNTask
+from tasks.neumeta import NeuMetaTask
 from tasks.predict import PredictTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (PredictTask, ClassifyTask, EditTask, GHNTask)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (PredictTask, ClassifyTask, EditTask, GHNTask, NeuMetaTask)}
 """Every task, by its ``--task`` name."""
 
 __all__ = ["TASKS", "EvalContext", "Report", "Task", "load_model", "read_checkpoint", "save_checkpoint",

@@ -32,7 +32,7 @@ def opt(default: Any, help: str, choices: Sequence | None = None, aliases: Seque
 class TrainConfig:
     """Options of ``train.py`` that every task shares (stored in the checkpoint beside the task's own)."""
 
-    task: str = opt("predict", "what to learn: predict | classify | edit | ghn")
+    task: str = opt("predict", "what to learn: predict | classify | edit | ghn | neumeta")
     out: str = opt("runs/run", "output folder (best.pt, last.pt, train_summary.json)")
     epochs: int = opt(30, "passes over the training data")
     batch_size: int = opt(32, "graphs (metanetwork tasks) or images (ghn) per optimizer step")

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["confusion", "edit_grid", "finetune_curves", "scatter"]
+__all__ = ["accuracy_vs_width", "confusion", "edit_grid", "finetune_curves", "scatter"]
 
 
 def scatter(pred: np.ndarray, true: np.ndarray, metrics: dict, path: str, title: str) -> None:
@@ -62,6 +62,23 @@ def finetune_curves(table: dict, path: str) -> None:
     ax.set_xlabel("fine-tuning epochs")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def accuracy_vs_width(table: list[dict], path: str, title: str) -> None:
+    """Test accuracy against width ratio; filled markers at trained widths, open ones at unseen widths."""
+    fig, ax = plt.subplots(figsize=(5, 3.8), dpi=120)
+    w = [r["width"] for r in table]
+    a = [r["accuracy"] for r in table]
+    ax.plot(w, a, color="C0", lw=1)
+    for r in table:
+        ax.plot(r["width"], r["accuracy"], "o", color="C0", mfc="C0" if r["trained_width"] else "white")
+    ax.plot([], [], "o", color="C0", label="trained width")
+    ax.plot([], [], "o", color="C0", mfc="white", label="unseen width")
+    ax.set_xlabel("width ratio")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
     _save(fig, path)
 
 

@@ -94,7 +94,7 @@ def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys)
     assert "--data ZOO.h5 is required" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--task", "regress"])
-    assert "choose predict, classify, edit or ghn" in capsys.readouterr().err
+    assert "choose predict, classify, edit, ghn or neumeta" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--dist-backend", "mpi"])
     assert "invalid choice: 'mpi'" in capsys.readouterr().err

@@ -1,0 +1,212 @@
+"""Weight manifold over widths on digits: accuracy against width ratio, four ways.
+
+    PYTHONPATH=. python benchmarks/neumeta.py [--families mlp,cnn] [--seeds 0] [--epochs 30]
+
+For each small family (an MLP, and a CNN with BatchNorm, not fused) and seed:
+
+(a) the manifold (``train.py --task neumeta``, smoothing on) sampled at every ratio;
+(b) the network of that ratio trained alone from scratch with the full network's budget (same steps, batch, lr);
+(c) structured magnitude pruning of the full network: keep the units with the largest L1 norm of incoming
+    weights in every permutable group (``graphs.width.select_units``), BatchNorm statistics recomputed;
+(d) the manifold without smoothing (``--no-smooth``).
+
+One thread. Writes ``benchmarks/results/neumeta.{json,md,png}`` with the commit and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import eval as eval_script  # noqa: E402
+import graphs  # noqa: E402
+import train as train_script  # noqa: E402
+from datasets.zoo.data import load_digits_data  # noqa: E402
+from graphs.cli import load_factory  # noqa: E402
+from graphs.width import select_units  # noqa: E402
+from metanets.hyper import recompute_bn_stats  # noqa: E402
+from tasks.neumeta import EVAL_WIDTHS, test_accuracy  # noqa: E402
+
+FAMILIES = '''from torch import nn
+
+
+def mlp(width: float) -> nn.Module:
+    h = max(1, round(32 * width))
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10))
+
+
+def cnn(width: float) -> nn.Module:
+    c, h = max(1, round(8 * width)), max(1, round(16 * width))
+    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, h, 3, padding=1),
+                         nn.BatchNorm2d(h), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(h, 10))
+'''
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+STEPS, BATCH, LR = 600, 64, 3e-3
+
+
+def fit(net: nn.Module, data, seed: int) -> float:
+    """Train ``net`` from its init for the fixed budget; returns seconds."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), LR)
+    t0 = time.perf_counter()
+    net.train()
+    for _ in range(STEPS):
+        i = torch.randint(0, len(data.x_train), (BATCH,))
+        loss = nn.functional.cross_entropy(net(data.x_train[i]), data.y_train[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def bn_fresh(net: nn.Module, sd: dict, x: torch.Tensor) -> dict:
+    """``sd`` with BatchNorm statistics recomputed on 4 batches of 64 (as the manifold's samples)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return sd
+    return recompute_bn_stats(net, dict(sd), [x[i * 64:(i + 1) * 64] for i in range(4)])
+
+
+def prune(make, full_sd: dict, r: float, x: torch.Tensor) -> tuple[nn.Module, dict]:
+    """Keep the units of largest incoming L1 norm in every permutable group of the full network."""
+    full_layout = graphs.trace(make(1.0), (x[:2],))
+    net = make(r)
+    small = graphs.trace(net, (x[:2],))
+    keep = {}
+    for g in full_layout.permutable_groups():
+        k = small.groups[g.id].size
+        score = torch.zeros(g.size, dtype=torch.float64)
+        for p in full_layout.params:
+            if p.direction is not None and p.axes[p.direction[1]] == ("a", g.id):
+                w = full_sd[p.name].detach().double().movedim(p.direction[1], 0)
+                score += w.reshape(g.size, -1).abs().sum(1)
+        keep[g.id] = torch.sort(torch.topk(score, k).indices).values
+    sd = select_units(full_sd, full_layout, keep)
+    return net, bn_fresh(net, sd, x)
+
+
+def commit() -> str:
+    """The git commit of this checkout (``+dirty`` with uncommitted changes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str) -> dict:
+    """Every column of one family and seed."""
+    make, _ = load_factory(f"{fam_file}:{name}")
+    data = load_digits_data()
+    widths = [float(w) for w in EVAL_WIDTHS.split(",")]
+    torch.manual_seed(seed)
+    full = make(1.0)
+    t_full = fit(full, data, seed)
+    full_sd = {k: v.detach().clone() for k, v in full.state_dict().items()}
+    ck = os.path.join(work, f"{name}_{seed}_full.pt")
+    torch.save(full_sd, ck)
+    out: dict = {"family": name, "seed": seed, "full_train_s": t_full, "widths": widths}
+    # (b) individually trained, (c) pruned
+    indiv, pruned, t_indiv = [], [], 0.0
+    for r in widths:
+        torch.manual_seed(seed)
+        net = make(r)
+        t_indiv += fit(net, data, seed)
+        indiv.append(test_accuracy(net, {k: v.detach().clone() for k, v in net.state_dict().items()},
+                                   data.x_test, data.y_test))
+        pnet, psd = prune(make, full_sd, r, data.x_train)
+        pruned.append(test_accuracy(pnet, psd, data.x_test, data.y_test))
+    out.update(individual=indiv, pruned=pruned, individual_train_s=t_indiv)
+    # (a) manifold, (d) without smoothing
+    for key, extra in (("manifold", []), ("manifold_no_smoothing", ["--no-smooth"])):
+        run = os.path.join(work, f"{name}_{seed}_{key}")
+        t0 = time.perf_counter()
+        train_script.main(["--task", "neumeta", "--factory", f"{fam_file}:{name}", "--checkpoint", ck,
+                           "--dataset", "digits", "--out", run, "--epochs", str(epochs), "--seed", str(seed),
+                           "--threads", "1", "--quiet", "--overwrite", *extra])
+        out[f"{key}_train_s"] = time.perf_counter() - t0
+        res = eval_script.main([os.path.join(run, "best.pt"), "--threads", "1", "--no-plot"])
+        out[key] = [row["accuracy"] for row in res["widths"]]
+        out["trained_width"] = [row["trained_width"] for row in res["widths"]]
+        if key == "manifold":
+            out["smoothing"] = res["smoothing"]
+    print(json.dumps({k: v for k, v in out.items() if k != "smoothing"}), flush=True)
+    return out
+
+
+def main() -> None:
+    """Run the families and seeds; write JSON, markdown and a plot."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="mlp,cnn")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--epochs", type=int, default=30, help="manifold training epochs (40 steps of 32 each)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = tempfile.mkdtemp(prefix="neumeta_bench_")
+    fam_file = os.path.join(work, "families.py")
+    with open(fam_file, "w") as f:
+        f.write(FAMILIES)
+    runs = [run_family(n, fam_file, int(s), args.epochs, work) for n in args.families.split(",")
+            for s in args.seeds.split(",")]
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (1 thread), "
+               f"torch {torch.__version__}")
+    result = {"commit": commit(), "machine": machine, "dataset": "digits", "epochs": args.epochs,
+              "individual_budget": {"steps": STEPS, "batch": BATCH, "lr": LR}, "runs": runs}
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "neumeta.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    cols = ["manifold", "individual", "pruned", "manifold_no_smoothing"]
+    lines = [f"# Weight manifold over widths on digits (commit {result['commit']}, {machine})", "",
+             f"Test accuracy against width ratio, mean over seeds {args.seeds}. Manifold: {args.epochs} epochs of "
+             f"train.py --task neumeta (defaults); individual: each width trained alone for {STEPS} steps of "
+             f"{BATCH} (Adam {LR}), as the full network; pruned: the full network, top-L1 units per group, "
+             "BatchNorm statistics recomputed. '*' = a width the manifold never trained at.", ""]
+    fig, axes = plt.subplots(1, len(args.families.split(",")), figsize=(5 * len(args.families.split(",")), 3.8),
+                             dpi=120, squeeze=False)
+    for ax, fam in zip(axes[0], args.families.split(","), strict=True):
+        rs = [r for r in runs if r["family"] == fam]
+        mean = {c: np.mean([r[c] for r in rs], axis=0) for c in cols}
+        seen = rs[0]["trained_width"]
+        lines += [f"## {fam}", "", "| width | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+        for i, w in enumerate(rs[0]["widths"]):
+            lines.append(f"| {w}{'' if seen[i] else '*'} | " + " | ".join(f"{mean[c][i]:.3f}" for c in cols) + " |")
+        t = {k: np.mean([r[k] for r in rs]) for k in ("manifold_train_s", "individual_train_s", "full_train_s")}
+        sm = rs[0]["smoothing"]
+        lines += ["", f"Training cost: manifold {t['manifold_train_s']:.0f} s (after the full network, "
+                      f"{t['full_train_s']:.0f} s) against {t['individual_train_s']:.0f} s for all "
+                      f"{len(rs[0]['widths'])} widths separately. Smoothing: total variation "
+                      f"{sm['before']:.1f} -> {sm['after']:.1f}.", ""]
+        for c, style in zip(cols, ("o-", "s--", "x:", "^-."), strict=True):
+            ax.plot(rs[0]["widths"], mean[c], style, label=c)
+        ax.set_title(f"{fam} on digits")
+        ax.set_xlabel("width ratio")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "neumeta.png"))
+    with open(os.path.join(RESULTS, "neumeta.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
