@@ -23,8 +23,8 @@ from graphs.compile import compile_layout
 from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 
-__all__ = ["apply_symmetry", "axis_permutation", "check_symmetry", "node_permutation", "random_symmetry",
-           "symmetry_index"]
+__all__ = ["apply_symmetry", "axis_permutation", "check_symmetry", "index_axes", "node_permutation",
+           "random_symmetry", "symmetry_index"]
 
 Symmetry = dict[int, torch.Tensor]
 
@@ -118,11 +118,20 @@ def apply_symmetry(state_dict: Mapping[str, torch.Tensor], layout: Layout, perm:
         raise LayoutMismatchError(f"the state_dict lacks {len(missing)} tensors of layout "
                                   f"{layout.name or ''}#{layout.fingerprint} (e.g. {missing[0]!r}); permute the "
                                   "weights of the network the layout was traced from")
+    return index_axes(state_dict, layout, lambda lab: axis_permutation(layout, lab, perm))
+
+
+def index_axes(state_dict: Mapping[str, torch.Tensor], layout: Layout, index_of) -> dict[str, torch.Tensor]:
+    """Every parameter (and its tied aliases) with each axis ``index_select``-ed by ``index_of(axis label)``.
+
+    A permutation of the groups (:func:`apply_symmetry`) or a choice of units of them (structured
+    pruning, :func:`graphs.width.select_units`) both come down to this.
+    """
     out = dict(state_dict)
     for p in layout.params:
         t = state_dict[p.name]
         for ax, lab in enumerate(p.axes):
-            t = t.index_select(ax, axis_permutation(layout, lab, perm).to(t.device))
+            t = t.index_select(ax, index_of(lab).to(t.device))
         out[p.name] = t
         for a in p.aliases:
             out[a] = t

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from graphs.layout import Layout
-from graphs.symmetry import apply_symmetry
+from graphs.symmetry import apply_symmetry, index_axes
 from graphs.trace import trace
 
 __all__ = ["WidthFamily", "build_member", "group_owner", "select_units", "shortest_path_order", "smooth",
@@ -303,12 +303,4 @@ def _label_size(layout: Layout, label) -> int:
 
 def select_units(state_dict: Mapping[str, torch.Tensor], layout: Layout, keep: Mapping[int, torch.Tensor]) -> dict:
     """The sub-network that keeps units ``keep[g]`` of each group ``g`` (structured pruning; others whole)."""
-    out = dict(state_dict)
-    for p in layout.params:
-        t = state_dict[p.name]
-        for ax, lab in enumerate(p.axes):
-            t = t.index_select(ax, _select_index(layout, lab, keep).to(t.device))
-        out[p.name] = t
-        for a in p.aliases:
-            out[a] = t
-    return out
+    return index_axes(state_dict, layout, lambda lab: _select_index(layout, lab, keep))

@@ -13,24 +13,13 @@ from safetensors.torch import save_file
 from zoo_models import make_cnn, make_mlp
 
 from datasets import ZooReader, ZooWriter
-from datasets.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FACTORIES = cli_helpers.FACTORIES  # MLP, make, make_sized, ...
 
 
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *fragments):
-    assert rc == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    for f in fragments:
-        assert f in err, err
+cli, assert_one_line_error = cli_helpers.cli, cli_helpers.assert_one_line_error
 
 
 @pytest.fixture
