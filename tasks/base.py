@@ -26,7 +26,7 @@ from torch import nn
 from tasks.config import EvalConfig, TrainConfig
 from tasks.runtime import Runtime
 
-__all__ = ["EvalContext", "Report", "Task"]
+__all__ = ["EvalContext", "Images", "Report", "Task", "hold_out"]
 
 
 @dataclass
@@ -86,6 +86,24 @@ class Report:
         lines = [self.title, "| " + " | ".join(self.header) + " |", "|" + "|".join(align) + "|"]
         lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in self.rows]
         return "\n".join(lines)
+
+
+@dataclass
+class Images:
+    """Training images and a held-out tenth of them, on the run's device (the test images are eval's)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def hold_out(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> Images:
+    """A fixed (seed 0) 90/10 split of ``(x, y)`` into training and validation images, moved to ``device``."""
+    n_val = max(1, len(x) // 10)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return Images(x[perm[n_val:]].to(device), y[perm[n_val:]].to(device), x[perm[:n_val]].to(device),
+                  y[perm[:n_val]].to(device))
 
 
 class Task:

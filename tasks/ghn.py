@@ -33,7 +33,7 @@ from graphs.cli import build_from_factory
 from metanets.hyper import GHN, ArchGraph, GHNConfig, full_state_dict, recompute_bn_stats
 from metanets.hyper.meta import GHNLoss, accuracy, finetune, predict_params
 from tasks import plots
-from tasks.base import EvalContext, Report, Task
+from tasks.base import EvalContext, Report, Task, hold_out
 from tasks.config import opt
 
 __all__ = ["GHNEvalConfig", "GHNTask", "GHNTrainConfig"]
@@ -82,16 +82,6 @@ class GHNEvalConfig:
             raise ValueError("--save needs --model module:factory (the network whose parameters to predict)")
 
 
-@dataclass
-class Images:
-    """The image data of a GHN run, on the device."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-
-
 class GHNTask(Task):
     """Meta-training and evaluating a graph hypernetwork."""
 
@@ -108,10 +98,7 @@ class GHNTask(Task):
         """Images (90% train / 10% validation of the training split) and every used architecture, built."""
         tc, dev = self.tc, self.device
         data = load_named_or_path(tc.dataset)
-        n_val = max(1, len(data.x_train) // 10)
-        perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))
-        self.images = Images(data.x_train[perm[n_val:]].to(dev), data.y_train[perm[n_val:]].to(dev),
-                             data.x_train[perm[:n_val]].to(dev), data.y_train[perm[:n_val]].to(dev))
+        self.images = hold_out(data.x_train, data.y_train, dev)
         with ArchsReader(tc.archs) as reader:
             shape = tuple(int(s) for s in data.x_train.shape[1:])
             if tuple(reader.input_shape) != shape or reader.num_classes != data.num_classes:

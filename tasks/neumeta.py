@@ -36,7 +36,7 @@ from graphs.cli import load_factory
 from graphs.width import build_member, smooth, trace_family
 from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig, NeuMetaLoss, element_coords, sample_state_dict
 from tasks import plots
-from tasks.base import EvalContext, Report, Task
+from tasks.base import EvalContext, Report, Task, hold_out
 from tasks.config import opt
 
 __all__ = ["NeuMetaEvalConfig", "NeuMetaTask", "NeuMetaTrainConfig", "parse_ratios", "test_accuracy"]
@@ -157,10 +157,8 @@ class NeuMetaTask(Task):
         """Images, the traced family, the (smoothed) full network, and every training member with its coordinates."""
         tc, dev = self.tc, self.device
         data = load_named_or_path(tc.dataset)
-        n_val = max(1, len(data.x_train) // 10)
-        perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))
-        self.x_train, self.y_train = data.x_train[perm[n_val:]].to(dev), data.y_train[perm[n_val:]].to(dev)
-        self.x_val, self.y_val = data.x_train[perm[:n_val]].to(dev), data.y_train[perm[:n_val]].to(dev)
+        im = hold_out(data.x_train, data.y_train, dev)
+        self.x_train, self.y_train, self.x_val, self.y_val = im.x_train, im.y_train, im.x_val, im.y_val
         make, _ = load_factory(tc.factory)
         example = (data.x_train[:2],)
         full_net = build_member(make, 1.0, tc.factory)
