@@ -5,7 +5,9 @@ How commands report them (one line, exit status 2) is :mod:`graphs.cli`'s busine
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "LayoutMismatchError", "UnreadParameterWarning", "UnsupportedNetworkError"]
+__all__ = [
+    "CheckpointError", "LayoutMismatchError", "UnreadParameterWarning", "UnsafeProgramError", "UnsupportedNetworkError",
+]
 
 
 class UnsupportedNetworkError(RuntimeError):
@@ -46,3 +48,16 @@ class UnreadParameterWarning(UserWarning):
     tensor derived from the parameter on an eval forward (an attention-bias table, say): ``torch.export``
     then reads the cached copy as a constant and the parameter itself not at all.
     """
+
+
+class UnsafeProgramError(ValueError):
+    """Stored program bytes are not a torch.export archive, or loading them could execute code.
+
+    Args:
+        message: What is wrong with the bytes.
+        hint: What the user can do about it.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.hint = hint
+        super().__init__(message + (f"; fix: {hint}" if hint else ""))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import torch
 from torch import nn
 
 from graphs.errors import UnreadParameterWarning, UnsupportedNetworkError
@@ -19,11 +20,20 @@ from graphs.layout import Layout, build_layout, canonical_names
 from graphs.rules import RULES, fallback
 from graphs.tracer import TensorVal, Tracer, export
 
-__all__ = ["TensorVal", "Tracer", "export", "trace"]
+__all__ = ["TensorVal", "Tracer", "export", "trace", "trace_program"]
 
 
 def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) -> Layout:
-    """Trace ``model`` and return its :class:`graphs.Layout`.
+    """Trace ``model`` and return its :class:`graphs.Layout` (see :func:`trace_program`)."""
+    return trace_program(model, example_inputs, kwargs)[0]
+
+
+def trace_program(model: nn.Module, example_inputs: Any,
+                  kwargs: dict | None = None) -> tuple[Layout, torch.export.ExportedProgram]:
+    """Trace ``model``: its :class:`graphs.Layout` and the exported program it was derived from.
+
+    The program is what a zoo stores to run the model's function without its source
+    (:func:`graphs.program_bytes`).
 
     A parameter (or persistent float buffer) that the exported graph never reads keeps all its axes fixed,
     and an :class:`~graphs.errors.UnreadParameterWarning` names it: it usually means that the module read a
@@ -35,7 +45,7 @@ def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) -> 
         kwargs: Keyword inputs, e.g. ``{"attention_mask": mask}``.
 
     Returns:
-        The data-free Layout: every parameter's axis groups, the fixed groups and why.
+        The data-free Layout (every parameter's axis groups, the fixed groups and why) and the program.
 
     Raises:
         UnsupportedNetworkError: If export fails, a parameterized op has no rule, or a rule fails.
@@ -53,7 +63,7 @@ def trace(model: nn.Module, example_inputs: Any, kwargs: dict | None = None) -> 
             f"the traced symmetries of {type(model).__name__} could not be recorded ({type(exc).__name__}: {exc})",
             hint="this is a weightgraph bug: please report it with the model") from exc
     _warn_unread(model, tracer, canonical)
-    return layout
+    return layout, program
 
 
 def _warn_unread(model: nn.Module, tracer: Tracer, canonical: dict[str, str]) -> None:
