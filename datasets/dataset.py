@@ -19,7 +19,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from torch_geometric.data import Batch
 
 import graphs
-from datasets.errors import LabelError, ZooFormatError
+from datasets.errors import LabelError, ZooError, ZooFormatError
 from datasets.hdf5 import ZooReader, open_hdf5
 from datasets.transforms import RowTransform
 from graphs.batch import gather_features
@@ -28,7 +28,7 @@ __all__ = ["ZooDataset", "ZooLoader"]
 
 _WIDTH_FIELDS = ("x", "edge_attr", "x_mask", "edge_mask")  # ParamGraph fields of width K
 _RESERVED = {"x", "edge_index", "edge_attr", "node_type", "node_pos", "edge_type", "edge_param", "ints", "layout",
-             "num_nodes", "y", "batch", "ptr", "zoo_index", "pos", "edge_weight", "face", "time"}
+             "num_nodes", "y", "batch", "ptr", "zoo_index", "program", "pos", "edge_weight", "face", "time"}
 
 
 class ZooDataset(Dataset):
@@ -38,7 +38,9 @@ class ZooDataset(Dataset):
 
     * ``y``: ``[1, L]`` float32, the numeric labels in :attr:`label_names` order;
     * one attribute per requested label: ``[1]`` float32/int64 tensor, or a ``str``;
-    * ``zoo_index``: ``[1]`` int64, the model's index in the file.
+    * ``zoo_index``: ``[1]`` int64, the model's index in the file;
+    * ``program``: ``[1]`` int64, the index of the program that runs the model (-1: none), only when the
+      zoo stores programs (see :meth:`programs`).
 
     Args:
         path: The zoo file.
@@ -75,6 +77,8 @@ class ZooDataset(Dataset):
             self.fingerprints = r.fingerprints
             self._arch = r.model_arch[self.indices]
             self._row = r.model_row[self.indices]
+            self._program = torch.from_numpy(r.model_program[self.indices].astype(np.int64))
+            self.num_programs = len(r.programs)
             self.layouts = {fp: r.layout(fp) for fp in (r.fingerprints[a] for a in np.unique(self._arch))}
         reserved = set(_RESERVED)
         for layout in self.layouts.values():  # whatever fields graphs gives a ParamGraph
@@ -138,6 +142,8 @@ class ZooDataset(Dataset):
         for name, col in self._columns.items():
             setattr(g, name, col[i] if isinstance(col, list) else col[i:i + 1])
         g.zoo_index = torch.tensor([int(self.indices[i])])
+        if self.num_programs:
+            g.program = self._program[i:i + 1]
         return self.graph_transform(g) if self.graph_transform is not None else g
 
     def _pad(self, features: torch.Tensor) -> torch.Tensor:
@@ -151,6 +157,33 @@ class ZooDataset(Dataset):
                 if key in g:
                     g[key] = self._pad(g[key])
         return g
+
+    @property
+    def runnable(self) -> bool:
+        """Whether every model of this split has a stored program, so probe features can run it."""
+        return len(self) > 0 and bool((self._program >= 0).all())
+
+    def programs(self) -> list[tuple[graphs.Layout, torch.export.ExportedProgram]]:
+        """``(layout, program)`` of every program stored in the zoo, in index order (``item.program``).
+
+        Programs are loaded with :func:`graphs.load_program`, which refuses bytes that could execute code.
+
+        Raises:
+            ZooError: Some models of this split have no program.
+            graphs.UnsafeProgramError: A stored program is damaged or could execute code.
+        """
+        if not self.runnable:
+            missing = int((self._program < 0).sum())
+            raise ZooError(
+                f"{missing} of the {len(self)} models of {self.path} (split {self.split!r}) have no stored program, "
+                "so their networks cannot be run (probe features need it); add one per network function with "
+                f"`python -m datasets add-program {self.path} --model FILE.py:make` (FILE.py defines make() "
+                "returning the network), or train without probes (--probes 0)")
+        with ZooReader(self.path) as r:
+            return [(r.layout(p["fingerprint"]), graphs.load_program(r.program_bytes(i),
+                                                                      f"program {i} ({p['name'] or p['digest'][:12]}) "
+                                                                      f"of {self.path}"))
+                    for i, p in enumerate(r.programs)]
 
     def nonfinite(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Boolean masks over this split's items: a NaN/Inf numeric label, a NaN/Inf weight.
@@ -175,6 +208,7 @@ class ZooDataset(Dataset):
         out = copy.copy(self)
         out.indices, out._arch, out._row = self.indices[keep], self._arch[keep], self._row[keep]
         tk = torch.from_numpy(keep)
+        out._program = self._program[tk]
         out._y = self._y[tk]
         out._columns = {n: ([v for v, k in zip(c, keep, strict=True) if k] if isinstance(c, list) else c[tk])
                         for n, c in self._columns.items()}
@@ -218,6 +252,8 @@ class ZooDataset(Dataset):
         for name, col in self._columns.items():
             setattr(batch, name, [col[i] for i in pos] if isinstance(col, list) else col[tpos])
         batch.zoo_index = torch.from_numpy(self.indices[pos])
+        if self.num_programs:
+            batch.program = self._program[tpos]
         return batch
 
     def _prototype(self, fp: str, b: int) -> Batch:
@@ -232,6 +268,8 @@ class ZooDataset(Dataset):
             for name, col in self._columns.items():
                 setattr(g, name, "" if isinstance(col, list) else col[:1] * 0)
             g.zoo_index = torch.zeros(1, dtype=torch.long)
+            if self.num_programs:
+                g.program = torch.zeros(1, dtype=torch.long)
             if len(self._prototypes) > 8:
                 self._prototypes.clear()
             self._prototypes[key] = Batch.from_data_list([g] * b)

@@ -17,6 +17,18 @@ stored once; each model is one row of parameter values in layout order::
                              group_by, num_models (models the split covers), auto
     /stats/<fp>/<kind>_mean  [num_params] float64 normalization statistics over one split
     /stats/<fp>/<kind>_std   (kind: tensor | orbit | element; attrs split, split_digest, num_models)
+    /programs/<digest>       optional: [bytes] uint8, one network function saved with torch.export.save
+                             (graphs.program_bytes); attrs fingerprint (its layout), name, torch_version,
+                             input_shapes (JSON); <digest> is graphs.graph_digest of the bytes; /programs
+                             attr order: the programs in index order
+    /models/program          optional: [num_models] int32, model i's program (index into /programs order;
+                             -1: none). One layout can have several functions (relu and tanh CNNs share
+                             one), so the program is per model, not per architecture.
+
+A zoo whose models have programs is *runnable*: probe features (:mod:`graphs.probes`) evaluate its
+models on inputs with no user source code. Programs are loaded with :func:`graphs.load_program`,
+which refuses any file whose loading could execute code. Zoos written before programs existed
+have neither entry and load unchanged; ``python -m datasets add-program`` adds them.
 
 A zoo of one architecture is the case of a single ``/arch`` group, so adding a second architecture
 never restructures the file. Files are only ever replaced whole (see :mod:`datasets.atomic`), so
@@ -75,6 +87,7 @@ class ZooReader:
         self._check_index()
         self._check_architectures()
         self._check_columns()
+        self._check_programs()
 
     def _check_format(self) -> None:
         f, path = self.file, self.path
@@ -138,6 +151,50 @@ class ZooReader:
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise ZooFormatError(f"{path}: split {name!r} indexes models outside 0..{n - 1}; re-split it with "
                                      f"`python -m datasets split {path}`")
+
+    def _check_programs(self) -> None:
+        f, path = self.file, self.path
+        group = f.get("programs")
+        order = [str(d) for d in group.attrs.get("order", ())] if group is not None else []
+        self.programs: tuple[dict, ...] = tuple(self._program_info(group, d) for d in order)
+        if "program" in f["models"]:
+            self.model_program = f["models/program"][...].astype(np.int64)
+            if len(self.model_program) != self.num_models:
+                raise ZooFormatError(f"{path}: /models/program has {len(self.model_program)} entries for "
+                                     f"{self.num_models} models; {_REBUILD}")
+        else:
+            self.model_program = np.full(self.num_models, -1, np.int64)
+        bad = (self.model_program < -1) | (self.model_program >= len(self.programs))
+        if bad.any():
+            raise ZooFormatError(f"{path}: /models/program points past /programs for model {int(np.argmax(bad))}; "
+                                 "re-add the programs with `python -m datasets add-program ZOO --model FILE.py:make "
+                                 "--replace`")
+        has = self.model_program >= 0
+        if has.any():
+            own = np.array([self.fingerprints.index(p["fingerprint"]) if p["fingerprint"] in self.fingerprints
+                            else -1 for p in self.programs])
+            wrong = has & (own[np.maximum(self.model_program, 0)] != self.model_arch)
+            if wrong.any():
+                raise ZooFormatError(f"{path}: model {int(np.argmax(wrong))} points to a program of another "
+                                     "architecture; re-add the programs with `python -m datasets add-program ZOO "
+                                     "--model FILE.py:make --replace`")
+
+    def _program_info(self, group, digest: str) -> dict:
+        if digest not in group:
+            raise ZooFormatError(f"{self.path}: /programs lists {digest} but has no such dataset; {_REBUILD}")
+        a = group[digest].attrs
+        try:
+            shapes = json.loads(a.get("input_shapes", "[]"))
+        except ValueError:
+            shapes = []
+        return {"digest": digest, "fingerprint": str(a.get("fingerprint", "")), "name": str(a.get("name", "")),
+                "torch_version": str(a.get("torch_version", "")), "input_shapes": shapes}
+
+    def program_bytes(self, index: int) -> bytes:
+        """The saved bytes of program ``index`` (load them with :func:`graphs.load_program`)."""
+        if not 0 <= index < len(self.programs):
+            raise ZooError(f"{self.path} has {len(self.programs)} programs; there is no program {index}")
+        return self.file[f"programs/{self.programs[index]['digest']}"][...].tobytes()
 
     # ------------------------------------------------------------------ architectures
     def layout_json(self, fingerprint: str) -> str:

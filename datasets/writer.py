@@ -58,6 +58,7 @@ class _Segment:
     params: np.ndarray   # [k, num_params]
     ints: np.ndarray     # [k, num_int]
     labels: dict         # name -> [k] encoded values (see datasets.labels.encode_column)
+    program: int = -1    # the rows' program (index into /programs), -1: none
 
 
 class ZooWriter:
@@ -103,7 +104,8 @@ class ZooWriter:
             if append:  # validate and read the committed state; copy the file on the first write only
                 with ZooReader(self.path) as reader:
                     self._load_state(reader.fingerprints, reader.num_models,
-                                     {n: reader.label_kind(n) for n in reader.label_names})
+                                     {n: reader.label_kind(n) for n in reader.label_names},
+                                     [(p["fingerprint"], p["digest"]) for p in reader.programs])
             else:
                 self._create()
         except BaseException:
@@ -134,8 +136,10 @@ class ZooWriter:
         models.create_dataset("row", (0,), np.int64, maxshape=(None,), chunks=(16384,))
         self._load_state((), 0, {})
 
-    def _load_state(self, fingerprints, num_models: int, kinds: dict[str, str]) -> None:
+    def _load_state(self, fingerprints, num_models: int, kinds: dict[str, str],
+                    programs: Sequence[tuple[str, str]] = ()) -> None:
         self._fps = list(fingerprints)
+        self._programs = list(programs)  # (fingerprint, digest) of every stored program, in index order
         self._arch_info: dict[str, tuple[int, int, int, str]] = {}
         self._n = num_models
         self._kinds = dict(kinds)
@@ -152,8 +156,10 @@ class ZooWriter:
         """Models in the zoo once everything added so far is committed."""
         return self._n + self._buffered
 
-    def add(self, model_or_state_dict, layout, labels: Mapping | None = None) -> int:
+    def add(self, model_or_state_dict, layout, labels: Mapping | None = None, program: int = -1) -> int:
         """Add one network (an ``nn.Module`` or a state_dict matching ``layout``); return its index.
+
+        ``program`` is the index (from :meth:`add_program`) of the program that runs it, -1 for none.
 
         Raises:
             graphs.LayoutMismatchError: Keys or shapes differ from the layout.
@@ -168,10 +174,10 @@ class ZooWriter:
                              for p in layout.params])
         ints = graphs.flatten_int_buffers(model_or_state_dict, layout)
         return self.add_rows(layout, vec.numpy()[None], ints.numpy()[None],
-                             {k: [v] for k, v in (labels or {}).items()})
+                             {k: [v] for k, v in (labels or {}).items()}, program=program)
 
     def add_rows(self, layout, params: np.ndarray, ints: np.ndarray | None = None,
-                 labels: Mapping[str, Sequence] | None = None) -> int:
+                 labels: Mapping[str, Sequence] | None = None, program: int = -1) -> int:
         """Add ``k`` models of one architecture at once; return the index of the first.
 
         Args:
@@ -179,8 +185,10 @@ class ZooWriter:
             params: ``[k, layout.num_params]`` values in layout order (``graphs.flatten_state_dict``).
             ints: ``[k, layout.num_int]`` integer buffers (zeros when ``None``).
             labels: ``{name: k values}``; ``None``/NaN marks a missing value.
+            program: Index of the models' program (:meth:`add_program`); -1 for none.
         """
         arch, num_params, num_int, dtype = self._arch(layout)
+        self._check_program_index(program, layout)
         params = np.asarray(params)
         k = params.shape[0] if params.ndim == 2 else -1
         if params.ndim != 2 or params.shape[1] != num_params:
@@ -201,13 +209,96 @@ class ZooWriter:
             self._raise_nonfinite(params, layout, labels)
         labels = self._encode_labels(labels, k)
         first = self.num_models
-        self._segments.append(_Segment(arch, params, ints, labels))
+        self._segments.append(_Segment(arch, params, ints, labels, int(program)))
         self._buffered += k
         self._buffered_bytes += params.nbytes + ints.nbytes
         self._dirty = True
         if self._buffered_bytes >= self.buffer_bytes:
             self.flush()
         return first
+
+    # ------------------------------------------------------------------ programs
+    def add_program(self, layout, program, name: str = "") -> int:
+        """Store the function of an architecture (once) and return its index, for :meth:`add`/:meth:`add_rows`.
+
+        Args:
+            layout: The architecture's Layout.
+            program: A ``torch.export.ExportedProgram`` or its saved bytes (:func:`graphs.program_bytes`),
+                e.g. the program of :func:`graphs.trace_program`. The same function added twice gets one index.
+            name: A human-readable name (``cnn-relu``).
+
+        Raises:
+            graphs.UnsafeProgramError: The bytes are not a program, or loading them could execute code.
+            graphs.LayoutMismatchError: The program's parameters do not match the layout.
+        """
+        data = program if isinstance(program, (bytes, bytearray)) else graphs.program_bytes(program)
+        data = bytes(data)
+        digest = graphs.graph_digest(data)
+        key = (layout.fingerprint, digest)
+        if key in self._programs:
+            return self._programs.index(key)
+        loaded = graphs.load_program(data, f"program {name or digest[:12]}")
+        self._check_program_params(loaded, layout, name or digest[:12])
+        self._arch(layout)
+        f = self._writable()
+        group = f.require_group("programs")
+        ds_name = digest if digest not in group else f"{digest}-{len(self._programs)}"
+        ds = group.create_dataset(ds_name, data=np.frombuffer(data, np.uint8))
+        ds.attrs.update({"fingerprint": layout.fingerprint, "name": str(name), "torch_version": str(torch.__version__),
+                         "input_shapes": json.dumps(graphs.program_input_shapes(loaded))})
+        group.attrs["order"] = np.array([str(d) for d in group.attrs.get("order", ())] + [ds_name],
+                                        dtype=h5py.string_dtype())
+        self._programs.append(key)
+        self._dirty = True
+        return len(self._programs) - 1
+
+    @staticmethod
+    def _check_program_params(program, layout, what: str) -> None:
+        state = {**program.state_dict, **getattr(program, "constants", {})}
+        for spec in layout.params:
+            t = state.get(spec.name)
+            if t is None or tuple(t.shape) != tuple(spec.shape):
+                raise graphs.LayoutMismatchError(
+                    f"program {what} does not run architecture {layout.name}#{layout.fingerprint}: its tensor "
+                    f"{spec.name!r} is {'missing' if t is None else tuple(t.shape)}, the layout has "
+                    f"{tuple(spec.shape)}; export the network whose rows these are")
+
+    def _check_program_index(self, program: int, layout) -> None:
+        if program == -1:
+            return
+        if not 0 <= program < len(self._programs):
+            raise ValueError(f"program index {program} is not one of this zoo's {len(self._programs)} programs; "
+                             "use the index returned by add_program")
+        if self._programs[program][0] != layout.fingerprint:
+            raise graphs.LayoutMismatchError(f"program {program} belongs to architecture "
+                                             f"{self._programs[program][0]}, not {layout.fingerprint}")
+
+    def set_program(self, indices: Sequence[int], program: int) -> None:
+        """Point stored models ``indices`` (all of one architecture) at ``program`` (-1: none)."""
+        self.flush()
+        f = self._writable()
+        idx = np.asarray(indices, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise ValueError(f"model indices must be in 0..{self._n - 1}")
+        arch = f["models/arch"][...][idx]
+        if program != -1 and idx.size:
+            if not 0 <= program < len(self._programs):
+                raise ValueError(f"program index {program} is not one of this zoo's {len(self._programs)} programs")
+            own = self._fps.index(self._programs[program][0])
+            if (arch != own).any():
+                raise graphs.LayoutMismatchError(f"program {program} belongs to architecture "
+                                                 f"{self._programs[program][0]}, which not all these models have")
+        column = self._program_column(f)
+        values = column[...]
+        values[idx] = program
+        column[...] = values
+        self._dirty = True
+
+    def _program_column(self, f: h5py.File) -> h5py.Dataset:
+        if "program" not in f["models"]:
+            f["models"].create_dataset("program", data=np.full(self._n, -1, np.int32), maxshape=(None,),
+                                       chunks=(16384,))
+        return f["models/program"]
 
     def _encode_labels(self, labels: dict[str, list], k: int) -> dict[str, np.ndarray]:
         """Check ``k`` models' labels against the columns' kinds (before anything is buffered) and encode them."""
@@ -296,6 +387,10 @@ class ZooWriter:
                 group["ints"][start:] = np.concatenate([s.ints for s in mine])
             row[arch == a] = np.arange(start, start + len(block))
         self._write_labels(f, segs, n, m)
+        if "program" in f["models"] or any(s.program >= 0 for s in segs):
+            column = self._program_column(f)
+            column.resize((n + m,))
+            column[n:] = np.concatenate([np.full(len(s.params), s.program, np.int32) for s in segs])
         for name, values in (("arch", arch), ("row", row)):
             f[f"models/{name}"].resize((n + m,))
             f[f"models/{name}"][n:] = values
