@@ -21,7 +21,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # our `datasets`, not Hugging Face's
 
 from graphs.cli import run_cli  # noqa: E402
-from metanets import model_from_checkpoint  # noqa: E402
 from tasks import TASKS, EvalContext, read_checkpoint, task_config  # noqa: E402
 from tasks.config import EvalConfig, build_parser, from_dict  # noqa: E402
 from tasks.runtime import Runtime  # noqa: E402
@@ -54,10 +53,10 @@ def run(ckpt: dict, task, common: EvalConfig, options) -> dict:
     out = common.out or os.path.dirname(os.path.abspath(common.checkpoint))
     os.makedirs(out, exist_ok=True)
     ctx = EvalContext(ckpt, task_config(ckpt, task.Config), common, options, runtime, out)
-    model = model_from_checkpoint(ckpt).to(runtime.device)
 
     # ----------------------------------------------------------------- data
     data = task.eval_data(ctx)
+    model = task.eval_model(ctx, data).to(runtime.device)
 
     # -------------------------------------------------------------- metrics
     report = task.evaluate(model, data, ctx)

@@ -8,7 +8,7 @@
 
 and ``eval.py`` one pipeline::
 
-    data = Task.eval_data(task_cfg, eval_cfg, runtime);  report = Task.evaluate(model, data, ...)
+    data = Task.eval_data(ctx);  model = Task.eval_model(ctx, data);  report = Task.evaluate(model, data, ctx)
 
 A task module subclasses :class:`Task` and fills in what differs: its config fields, data, model,
 loss, metrics, report and plots.
@@ -178,6 +178,13 @@ class Task:
     def eval_data(cls, ctx: EvalContext) -> Any:
         """The data ``evaluate`` scores the model on."""
         raise NotImplementedError
+
+    @classmethod
+    def eval_model(cls, ctx: EvalContext, data: Any) -> nn.Module:
+        """The trained model to evaluate on ``data`` (rebuilt from ``ctx.ckpt``; not yet on the device)."""
+        from metanets import model_from_checkpoint
+
+        return model_from_checkpoint(ctx.ckpt)
 
     @classmethod
     def evaluate(cls, model: nn.Module, data: Any, ctx: EvalContext) -> Report:

@@ -94,10 +94,23 @@ def task_config(ckpt: dict[str, Any], cls: type[T]) -> T:
     return cls(**{k: v for k, v in ckpt["train_config"].items() if k in names})
 
 
-def load_model(path: str, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str, device: str | torch.device = "cpu", zoo: str | None = None) -> nn.Module:
     """The trained model of a train.py checkpoint, in eval mode.
 
     A metanetwork is ready for ``model(batch)`` on raw ParamGraphs (its input normalization and
-    target scaling are part of it); a GHN for ``model(ArchGraph.of(layout))``.
+    target scaling are part of it); a GHN for ``model(ArchGraph.of(layout))``. A metanetwork trained
+    with probe features runs the networks of a zoo: the batches' ``program`` indices refer to ``zoo``'s
+    programs (default: the zoo it was trained on).
     """
-    return model_from_checkpoint(read_checkpoint(path)).to(device)
+    ckpt = read_checkpoint(path)
+    dim = ckpt["model_config"].get("gmn", {}).get("probe_dim", 0) if isinstance(ckpt["model_config"], dict) else 0
+    if not dim:
+        return model_from_checkpoint(ckpt).to(device)
+    from datasets import ZooDataset
+    from metanets.probes import ProbeFeatures
+    from tasks.probing import probe_nets
+
+    source = zoo or ckpt["train_config"].get("data", "")
+    if not source:
+        raise ValueError(f"{path} was trained with probe features; pass zoo=ZOO.h5 (a zoo that stores its programs)")
+    return model_from_checkpoint(ckpt, ProbeFeatures(probe_nets(ZooDataset(source, None, labels=[])), dim)).to(device)

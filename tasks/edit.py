@@ -49,6 +49,7 @@ class EditTask(MetanetTask):
     name = "edit"
     Config = EditConfig
     select, higher_is_better = "mse", False
+    probe_features = False  # the equivariant editor takes weights only
 
     def load_data(self) -> None:
         """The zoo (one architecture: an INR zoo) and the renderer of its INRs."""

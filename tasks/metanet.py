@@ -1,15 +1,16 @@
 """What the metanetwork tasks (predict, classify, edit) share: a zoo, a model from ``metanets``, loaders.
 
 Training reads the zoo's train and validation splits (optionally with random neuron permutations as
-augmentation), builds the metanetwork from a :class:`metanets.ModelConfig`, fits its input
-normalizer on training graphs only, and feeds PyG batches. A subclass says how a batch becomes a
+augmentation), builds the metanetwork from a :class:`metanets.ModelConfig` (graph models of a
+runnable zoo get probe features by default, see :mod:`tasks.probing`), fits its input normalizer on
+training graphs only, and feeds PyG batches. A subclass says how a batch becomes a
 loss and how predictions become metrics and plots.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +25,11 @@ from datasets import ZooDataset
 from datasets.loader import make_loader, set_epoch
 from datasets.transforms import RandomSymmetry
 from graphs.cli import build_from_factory
-from metanets import GRAPH_MODELS, ModelConfig, build_model
+from graphs.probes import ProbeNet
+from metanets import GRAPH_MODELS, ModelConfig, ProbeFeatures, build_model, model_from_checkpoint
 from tasks.base import EvalContext, Task
 from tasks.config import EvalConfig, opt
+from tasks.probing import num_probes, probe_module, probe_nets
 
 __all__ = ["MetanetConfig", "MetanetEvalConfig", "MetanetTask", "ZooEval"]
 
@@ -46,6 +49,11 @@ class MetanetConfig:
     edge_depth: int = opt(0, "gmn edge-update depth: 1 (GatedGCN-style) or 2 (two-layer MLP); 0: GMNConfig's")
     readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
+    probes: int = opt(-1, "probe features: each neuron's activations on this many probe inputs (graph models; "
+                      "0: off; -1: 16 when the zoo stores its networks' programs, else off)")
+    probe_learned: bool = opt(True, "train the probe inputs with the metanetwork (else keep them fixed)")
+    probe_data: str = opt("", "draw the initial probes from this data (digits, mnist1d or a folder); default: the "
+                          "zoo's data label, a coordinate grid for INRs")
     workers: int = opt(0, "DataLoader worker processes")
 
     default_target = ""
@@ -56,6 +64,10 @@ class MetanetConfig:
             raise ValueError("--data ZOO.h5 is required")
         if self.edge_depth not in (0, 1, 2):
             raise ValueError(f"--edge-depth {self.edge_depth}: choose 1 (GatedGCN-style) or 2 (two-layer MLP)")
+        if self.probes < -1:
+            raise ValueError(f"--probes {self.probes}: give a number of probes, 0 (off) or -1 (automatic)")
+        if self.probes > 0 and self.model not in GRAPH_MODELS:
+            raise ValueError(f"--probes needs a graph model (gmn, pna, transformer), not {self.model}; use --probes 0")
         if self.readout_stats and self.model not in GRAPH_MODELS:
             raise ValueError(f"--readout-stats needs a graph model (gmn, pna, transformer), not {self.model}")
         self.data = os.path.abspath(self.data)
@@ -85,6 +97,7 @@ class ZooEval:
     data: str
     split: str
     paths: list[str] | None = None
+    nets: Callable[[], list] | None = None  # the ProbeNets of batch.program (probe-feature models need them)
 
 
 class MetanetTask(Task):
@@ -92,6 +105,7 @@ class MetanetTask(Task):
 
     Config = MetanetConfig
     EvalConfig = MetanetEvalConfig
+    probe_features = True  # whether the task's models can take probe features
 
     # ---------------------------------------------------------------- train
     def load_data(self) -> None:
@@ -155,8 +169,15 @@ class MetanetTask(Task):
         mcfg.gmn.edge_depth = tc.edge_depth or mcfg.gmn.edge_depth
         mcfg.gmn.readout_stats = tc.readout_stats
         mcfg.baseline.setdefault("hidden", cfg.hidden)
+        count, note = num_probes(tc.probes, self.train_ds, tc.model in GRAPH_MODELS, self.probe_features)
+        probe = None
+        if count:
+            probe, note = probe_module(self.train_ds, count, tc.probe_learned, tc.probe_data, cfg.seed)
+            mcfg.gmn.probe_dim = count
+        if note and self.run.master:
+            print(note)
         self.mcfg = mcfg
-        model = build_model(mcfg)
+        model = build_model(mcfg, probe)
         stats_batches = (b for _, b in zip(range(50), make_loader(self.train_ds, 64), strict=False))
         model.normalizer.fit(stats_batches)  # training-split statistics only
         return model.to(self.device)
@@ -202,11 +223,19 @@ class MetanetTask(Task):
             return cls._user_graphs(ctx.options.predict, ctx.common, ctx.ckpt["model_config"])
         data = ctx.options.data or ctx.task_cfg.data
         ds = ZooDataset(data, ctx.options.split, labels=[ctx.task_cfg.target] if ctx.task_cfg.target else [])
-        return ZooEval(make_loader(ds, ctx.common.batch_size), data, ctx.options.split)
+        return ZooEval(make_loader(ds, ctx.common.batch_size), data, ctx.options.split, nets=lambda: probe_nets(ds))
+
+    @classmethod
+    def eval_model(cls, ctx: EvalContext, data: ZooEval) -> nn.Module:
+        """The trained model; one with probe features runs the networks of ``data`` (its zoo's programs)."""
+        dim = ctx.ckpt["model_config"].get("gmn", {}).get("probe_dim", 0)
+        if not dim:
+            return super().eval_model(ctx, data)
+        return model_from_checkpoint(ctx.ckpt, ProbeFeatures(data.nets(), dim))
 
     @staticmethod
     def _user_graphs(root: str, ecfg: EvalConfig, model_config: dict) -> ZooEval:
-        layout = graphs.trace(*build_from_factory(ecfg.model, ecfg.input_shape))
+        layout, program = graphs.trace_program(*build_from_factory(ecfg.model, ecfg.input_shape))
         trained = model_config.get("layout_json")
         if trained and graphs.Layout.from_json(trained).fingerprint != layout.fingerprint:
             lay = graphs.Layout.from_json(trained)
@@ -222,9 +251,11 @@ class MetanetTask(Task):
         if not paths:
             raise ValueError(f"no .pt/.pth/.safetensors files under {root}")
         data = [graphs.to_graph(graphs.load_checkpoint(p), layout) for p in paths]
+        for g in data:
+            g.program = torch.zeros(1, dtype=torch.long)  # the one function of --model
         return ZooEval([Batch.from_data_list(data[i:i + ecfg.batch_size]) for i in range(0, len(data),
                                                                                         ecfg.batch_size)],
-                       root, "files", paths)
+                       root, "files", paths, nets=lambda: [ProbeNet(program, layout)])
 
     @classmethod
     @torch.no_grad()

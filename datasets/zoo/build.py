@@ -5,7 +5,8 @@ Classifier zoos store one model per checkpoint epoch of every run, labelled with
 (``run``, ``width``, ``lr``, ...); the default split keeps all checkpoints of a run in one split
 (``group_by="run"``). INR zoos store one SIREN per image labelled ``class``/``class_name`` with its
 fit quality (``psnr``) and ``shared_init`` (1: every SIREN started from one initialization). Each
-architecture is traced once (``graphs.trace``).
+architecture is traced once (``graphs.trace_program``), and its exported program is stored with the
+models, so the zoo is runnable (probe features need no source code).
 
 An existing OUT is refused unless ``--overwrite`` (replace it) or ``--append`` (add to it). Appending
 a recipe whose seed is already in the zoo is refused, since it would store the same runs again: the
@@ -52,11 +53,13 @@ class BuildResult:
     seconds: float
 
 
-def _trace(spec: ModelSpec, cache: dict) -> graphs.Layout:
+def _trace(spec: ModelSpec, cache: dict, writer) -> tuple[graphs.Layout, int]:
+    """The layout of ``spec`` and the index of its stored program (traced once per distinct function)."""
     key = (spec.family, spec.in_channels, spec.in_size, spec.num_classes, spec.width, spec.depth, spec.activation,
            spec.stride, spec.padding, spec.norm, spec.dropout > 0)  # the dropout rate does not change the graph
     if key not in cache:
-        cache[key] = graphs.trace(build_model(spec), spec.example_input)
+        layout, program = graphs.trace_program(build_model(spec), spec.example_input)
+        cache[key] = layout, writer.add_program(layout, program, f"{spec.family}-{spec.activation}")
     return cache[key]
 
 
@@ -104,10 +107,10 @@ def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
     with num_threads(threads), open_writer(out, append, allow_nonfinite, RUN_SPLIT) as writer:
         for cfg in tqdm(runs, desc=f"build {recipe.name}", unit="run", disable=not progress or None,
                         file=sys.stderr):
-            layout = _trace(cfg.spec, cache)
+            layout, program = _trace(cfg.spec, cache, writer)
             for ck in train_run(cfg, data, dev):
                 writer.add(ck.state_dict, layout, labels={**cfg.labels(), **ck.metrics, "epoch": ck.epoch,
-                                                          "recipe": recipe.name, "data": data.name})
+                                                          "recipe": recipe.name, "data": data.name}, program=program)
                 stored += 1
     return BuildResult(stored, len(runs), time.perf_counter() - start)
 
@@ -126,10 +129,12 @@ def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: s
     images = load_images(recipe.images, data_path, recipe.size).take(recipe.n_images)
     cfg = recipe.siren
     channels = int(images.images.shape[1])
-    layout = graphs.trace(Siren(2, cfg.hidden, cfg.depth, channels, cfg.w0, cfg.offset), torch.zeros(16, 2))
+    layout, program = graphs.trace_program(Siren(2, cfg.hidden, cfg.depth, channels, cfg.w0, cfg.offset),
+                                           torch.zeros(16, 2))
     bar = tqdm(total=len(images), desc=f"build {recipe.name}", unit="inr", disable=not progress or None,
                file=sys.stderr)
     with num_threads(threads), open_writer(out, append) as writer:
+        program_index = writer.add_program(layout, program, "siren")
         for lo in range(0, len(images), cfg.batch_size):
             hi = min(len(images), lo + cfg.batch_size)
             fit = fit_sirens(images.images[lo:hi], cfg, seed=recipe.seed, device=dev, first_index=lo,
@@ -139,7 +144,7 @@ def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: s
                       "image_index": list(range(lo, hi)), "psnr": fit.psnr.tolist(), "mse": fit.mse.tolist(),
                       "recipe": [recipe.name] * (hi - lo), "data": [images.name] * (hi - lo),
                       "seed": [recipe.seed] * (hi - lo), "shared_init": [int(cfg.shared_init)] * (hi - lo)}
-            writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels)
+            writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels, program=program_index)
     bar.close()
     return BuildResult(len(images), len(images), time.perf_counter() - start)
 
