@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from graphs.errors import UnsafeProgramError
+from graphs.tracer import export
 
 __all__ = ["graph_digest", "load_program", "program_bytes", "program_input_shapes"]
 
@@ -58,8 +59,6 @@ def program_bytes(model: nn.Module | torch.export.ExportedProgram, example_input
         UnsupportedNetworkError: When ``torch.export`` cannot capture the module.
     """
     if isinstance(model, nn.Module):
-        from graphs.tracer import export
-
         if example_inputs is None:
             raise TypeError("program_bytes(module) needs example_inputs to export the module")
         model = export(model, example_inputs, kwargs)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from metanets import model_from_checkpoint
 from tasks.config import EvalConfig, TrainConfig
 from tasks.runtime import Runtime
 
@@ -182,8 +183,6 @@ class Task:
     @classmethod
     def eval_model(cls, ctx: EvalContext, data: Any) -> nn.Module:
         """The trained model to evaluate on ``data`` (rebuilt from ``ctx.ckpt``; not yet on the device)."""
-        from metanets import model_from_checkpoint
-
         return model_from_checkpoint(ctx.ckpt)
 
     @classmethod

@@ -21,7 +21,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from datasets import ZooDataset
 from metanets.models import model_from_checkpoint
+from metanets.probes import ProbeFeatures
+from tasks.probing import probe_nets
 
 __all__ = ["load_model", "read_checkpoint", "save_checkpoint", "task_config"]
 
@@ -106,10 +109,6 @@ def load_model(path: str, device: str | torch.device = "cpu", zoo: str | None = 
     dim = ckpt["model_config"].get("gmn", {}).get("probe_dim", 0) if isinstance(ckpt["model_config"], dict) else 0
     if not dim:
         return model_from_checkpoint(ckpt).to(device)
-    from datasets import ZooDataset
-    from metanets.probes import ProbeFeatures
-    from tasks.probing import probe_nets
-
     source = zoo or ckpt["train_config"].get("data", "")
     if not source:
         raise ValueError(f"{path} was trained with probe features; pass zoo=ZOO.h5 (a zoo that stores its programs)")

@@ -20,6 +20,7 @@ import torch
 
 from datasets import ZooDataset
 from datasets.hdf5 import ZooReader
+from datasets.zoo.data import load_named_or_path
 from graphs.probes import ProbeNet
 from metanets.probes import ProbeFeatures
 
@@ -79,8 +80,6 @@ def probe_inputs(nets: list[ProbeNet], count: int, ds: ZooDataset, source: str =
         return grid[keep], f"{count} points of a {side}^{shape[0]} coordinate grid over [-1, 1]"
     name = _data_source(ds, source)
     if name:
-        from datasets.zoo.data import load_named_or_path
-
         x = load_named_or_path(name).x_train.float()
         if tuple(x.shape[1:]) == shape:
             idx = torch.randperm(len(x), generator=gen)[:count]
