@@ -7,6 +7,11 @@ Tasks (zoos are built once into --work if missing; nothing is downloaded):
                    2-3 conv layers); layout-bound models (nfn, statnn, mlp) do not apply
   classify       : digit class of SIRENs fitted to all 1,797 digits images from one shared
                    initialization (recipe digits-siren-shared)                    -> accuracy
+  classify-indep : the field's protocol: SIRENs of all 1,797 digits upsampled to 16x16, each from its own
+                   initialization (recipe digits16-siren), beside render-cnn (a CNN on the images the
+                   INRs draw: the render-then-classify ceiling)                   -> accuracy
+Graph models take 16 learned probe features by default (train.py's default on these runnable zoos); the
+*-noprobes rows are the same models on weights only, gmn-fixed keeps the probes fixed.
   edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
 Protocol: every model of a task gets the same epochs, batch size, width and grid of learning rates x
 weight decays (--lrs, --weight-decays); every run keeps its best-on-validation checkpoint; per model, the
@@ -38,6 +43,7 @@ import argparse
 import itertools
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -53,14 +59,22 @@ sys.path.insert(0, ROOT)
 from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 
-MODELS = {"predict": ["gmn", "gmn-stats", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
-          "predict-mixed": ["gmn", "pna", "transformer", "deepsets"],
-          "classify": ["gmn", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
+MODELS = {"predict": ["gmn", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes", "transformer", "nfn", "statnn",
+                      "deepsets", "mlp"],
+          "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
+          "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
+          "classify-indep": ["gmn", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn", "render-cnn"],
           "edit": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
-           "edit": ("mse", "mse_identity")}
-SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("accuracy", 1), "edit": ("mse", -1)}
-VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"]}  # a table row that is a flag on a model
+           "classify-indep": ("accuracy",), "edit": ("mse", "mse_identity")}
+SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("accuracy", 1),
+          "classify-indep": ("accuracy", 1), "edit": ("mse", -1)}
+# table rows that are flags on a model; graph models on these (runnable) zoos take 16 learned probes by default
+VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": ["--model", "gmn", "--probes", "0"],
+            "pna-noprobes": ["--model", "pna", "--probes", "0"],
+            "gmn-fixed": ["--model", "gmn", "--no-probe-learned"]}
+PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
+          "gmn-fixed": "16 fixed"}  # every other row: weights only
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
@@ -71,9 +85,10 @@ def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
         if not os.path.exists(path):
             build_zoo(get_recipe(recipe, n_runs=n_runs), path, progress=True)
     else:
-        path = os.path.join(work, f"digits-siren-shared-{n_images or 'all'}.h5")
+        recipe = "digits16-siren" if task == "classify-indep" else "digits-siren-shared"
+        path = os.path.join(work, f"{recipe}-{n_images or 'all'}.h5")
         if not os.path.exists(path):
-            build_zoo(get_recipe("digits-siren-shared", n_images=n_images), path, progress=True)
+            build_zoo(get_recipe(recipe, n_images=n_images), path, progress=True)
     return path
 
 
@@ -90,6 +105,8 @@ def task_epochs(epochs: str, task: str) -> int:
 def run(task: str, model: str, data: str, lr: float, wd: float, seed: int, args: argparse.Namespace) -> dict:
     """One training run: test-split metrics of its best-on-validation checkpoint, that checkpoint's
     validation metrics (``val_*``), throughput and memory."""
+    if model == "render-cnn":
+        return render_then_classify(data, task_epochs(args.epochs, task), lr, wd, seed, args.threads)
     out = os.path.join(args.work, "runs", f"{task}-{model}-lr{lr:g}-wd{wd:g}-{seed}")
     hidden = args.nfn_hidden if model == "nfn" else args.hidden
     extra = ["--edit", "contrast", "--batch-size", "16"] if task == "edit" else []
@@ -109,6 +126,58 @@ def run(task: str, model: str, data: str, lr: float, wd: float, seed: int, args:
     return {"lr": lr, "weight_decay": wd, "seed": seed, **{k: test[k] for k in METRICS[task]},
             **{f"val_{k}": v for k, v in summary["best_val"].items()},
             "graphs_per_s": summary["train_graphs_per_s"], "peak_mb": summary["peak_mem_mb"]}
+
+
+def render_then_classify(data: str, epochs: int, lr: float, wd: float, seed: int, threads: int) -> dict:
+    """The ceiling of INR classification: a small CNN on the images the INRs draw (same splits, same epochs).
+
+    Each SIREN is rendered at its image size (the zoo's ``image_index`` images are 16x16 for digits16);
+    the CNN (3 conv layers of 32 channels, global pooling) trains on the train split's renders with
+    Adam and keeps its best-on-validation epoch.
+    """
+    from datasets import ZooReader
+    from metanets.inr import SirenRenderer
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with ZooReader(data) as r:
+        layout = r.layout()
+        side = 16 if "digits16" in os.path.basename(data) else 8
+        render = SirenRenderer(layout, (side, side))
+        labels = torch.as_tensor(r.labels("class").astype(np.int64))
+        parts = {}
+        for split in ("train", "val", "test"):
+            idx = r.split(split)
+            rows = torch.from_numpy(r.read_rows(r.fingerprints[0], r.model_row[idx])[0])
+            with torch.no_grad():
+                parts[split] = (render(rows).reshape(len(idx), 1, side, side), labels[idx])
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(128, 10))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    x, y = parts["train"]
+
+    def accuracy(split: str) -> float:
+        with torch.no_grad():
+            return float((net(parts[split][0]).argmax(1) == parts[split][1]).float().mean())
+
+    best = (-1.0, 0.0)
+    for _ in range(epochs):
+        net.train()
+        for b in torch.randperm(len(x)).split(32):
+            loss = torch.nn.functional.cross_entropy(net(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        val = accuracy("val")
+        if val > best[0]:
+            best = (val, accuracy("test"))
+    seconds = time.perf_counter() - t0
+    return {"lr": lr, "weight_decay": wd, "seed": seed, "accuracy": best[1], "val_accuracy": best[0],
+            "graphs_per_s": epochs * len(x) / seconds, "peak_mb": float("nan")}
 
 
 def main() -> None:
@@ -180,8 +249,13 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
     lines = [f"# Metanetwork benchmark (epochs {args.epochs}, width {args.hidden}, {args.layers} layers; "
              f"NFN width {args.nfn_hidden}; {where})", "",
              "lr / wd: the grid point selected on the validation split; seeds: runs at that point.", ""]
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    lines[0] += f" at commit {commit or '?'} on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs)"
     zoos = {"predict": f"digits-cnn-demo, {args.n_runs} runs",
-            "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures"}
+            "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures",
+            "classify-indep": f"digits16-siren: digits upsampled to 16x16, independent initializations, "
+                              f"{args.n_images or 'all 1,797'} images; render-cnn: a CNN on the INRs' renders"}
     for task, per_model in results.items():
         scored = [k for k in METRICS[task] if k != "mse_identity"]  # test metrics, then validation (selection)
         shown = list(METRICS[task]) + [f"val_{k}" for k in scored]
@@ -190,11 +264,12 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
         zoo_name = zoos.get(task, f"digits-siren-shared, {args.n_images or 'all'} images")
         lines += [f"## {task} (zoo {zoo_name}; {task_epochs(str(args.epochs), task)} epochs; "
                   "test split, val_*: validation split)", "",
-                  "| model | lr | wd | seeds | " + " | ".join(keys) + " |",
-                  "|---|---:|---:|---:|" + "---:|" * len(keys)]
+                  "| model | probes | lr | wd | seeds | " + " | ".join(keys) + " |",
+                  "|---|---|---:|---:|---:|" + "---:|" * len(keys)]
         for model in [m for m in MODELS[task] if m in per_model]:
             (lr, wd), rows = select(task, [{"lr": None, "weight_decay": None, **r} for r in per_model[model]])
-            cells = [f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
+            probes = PROBES.get(model, "-" if model == "render-cnn" else "none")
+            cells = [probes, f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
             for k in keys:
                 v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
                 fmt = ".5f" if task == "edit" else ".3f"

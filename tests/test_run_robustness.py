@@ -74,8 +74,9 @@ def test_damaged_checkpoints_are_refused_with_one_line(run, tmp_path):
     with pytest.raises(ValueError, match="does not fit this version"):
         model_from_checkpoint(bad)
     wrong = dict(ckpt, model={k: v[:1] if v.dim() else v for k, v in ckpt["model"].items()})
+    tasks.checkpoint.save_checkpoint(wrong, str(tmp_path / "wrong.pt"))  # a valid checksum of wrong shapes
     with pytest.raises(ValueError, match="do not fit its model_config"):
-        model_from_checkpoint(wrong)
+        tasks.load_model(str(tmp_path / "wrong.pt"))  # with its zoo's probe module (trained with probes)
 
 
 def test_an_existing_run_is_refused_unless_resume_or_overwrite(zoo, tmp_path, capsys):

@@ -21,7 +21,7 @@ __all__ = ["IMAGE_SOURCES", "ImageSet", "SKIMAGE_SAMPLES", "load_images"]
 
 SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "coins", "moon", "horse", "rocket", "page",
                    "text", "clock", "grass", "gravel", "brick", "colorwheel", "immunohistochemistry")
-IMAGE_SOURCES = ("digits", "lfw", "skimage", "folder")
+IMAGE_SOURCES = ("digits", "digits16", "lfw", "skimage", "folder")
 
 
 @dataclass
@@ -72,6 +72,13 @@ def _digits() -> ImageSet:
                     tuple(str(i) for i in range(10)))
 
 
+def _digits16() -> ImageSet:
+    """The digits upsampled (bilinear) to 16x16: INRs of a size where fits differ more between images."""
+    d = _digits()
+    images = torch.nn.functional.interpolate(d.images, size=(16, 16), mode="bilinear", align_corners=False)
+    return ImageSet("digits16", images.clamp(0, 1), d.labels, d.class_names)
+
+
 def _lfw() -> ImageSet:
     faces = _skimage().data.lfw_subset()  # [200, 25, 25] in [0, 1]: 100 faces, then 100 non-faces
     labels = np.r_[np.ones(100), np.zeros(len(faces) - 100)].astype(np.int64)
@@ -114,6 +121,8 @@ def load_images(source: str, path: str | os.PathLike | None = None, size: tuple[
     """
     if source == "digits":
         return _digits()
+    if source == "digits16":
+        return _digits16()
     if source == "lfw":
         return _lfw()
     if source == "skimage":
