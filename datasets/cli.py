@@ -17,8 +17,8 @@ any work starts, so that nothing runs for minutes and then fails):
   --append`` refuses a recipe seed already in the zoo; ``import-* --append`` skips the models whose
   ``source`` is already in it. ``convert`` always resumes (it skips the checkpoints already
   converted; ``--overwrite`` starts afresh).
-* ``split`` and ``stats`` edit the zoo they are given (that is their job), with the same atomic
-  rewrite.
+* ``split``, ``stats`` and ``add-program`` edit the zoo they are given (that is their job), with the
+  same atomic rewrite.
 * An output whose folder does not exist is refused at once.
 """
 
@@ -29,7 +29,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from datasets import convert, info, merge, resplit, stats
+from datasets import convert, info, merge, programs, resplit, stats
 from datasets.archs import cli as archs
 from datasets.errors import ZooWarning
 from datasets.importers import checkpoint_dirs, inr_folder, small_cnn_zoo
@@ -38,7 +38,7 @@ from graphs.cli import run_cli
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats, archs)
+COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats, programs, archs)
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 
 def build_parser() -> argparse.ArgumentParser:

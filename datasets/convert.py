@@ -13,6 +13,11 @@ checkpoint's state_dict, so that it can size the model (e.g. the width of ``conv
 Without ``--example-input-shape`` the example input is guessed from the model's first layer
 (:func:`graphs.example_inputs.infer_example_inputs`).
 
+A traced architecture's function (its ``torch.export`` program) is stored once in the zoo and every
+model converted with it points at it, so the zoo is runnable (probe features, see
+:mod:`datasets.hdf5`). Checkpoints whose layout is embedded come with no module to export: they are
+stored without a program (add one later with ``python -m datasets add-program``).
+
 Checkpoints saved from a wrapped model (DDP's ``module.`` prefix on every key, ``torch.compile``'s
 ``_orig_mod.``) are unwrapped when that makes their keys the layout's
 (:func:`graphs.checkpoints.strip_wrapper_prefix`). Weights wider than the layout's dtype (float64
@@ -41,6 +46,7 @@ from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
 from datasets.importers import inr_folder, small_cnn_zoo
 from datasets.labels import match_labels, read_label_file
+from datasets.programs import store_program
 from datasets.writer import ZooWriter
 from graphs.checkpoints import read_checkpoint, strip_wrapper_prefix
 from graphs.cli import (
@@ -115,16 +121,24 @@ def _init_worker() -> None:
 
 
 class _Architectures:
-    """Layouts by embedded JSON or by shape signature, tracing the factory once per signature."""
+    """Layouts by embedded JSON or by shape signature, tracing the factory once per signature.
+
+    Each traced architecture's program is stored in the zoo once (:meth:`ZooWriter.add_program`);
+    embedded layouts have none.
+    """
 
     def __init__(self, factory: Callable | None, example_inputs: tuple | None, spec: str = "the model factory") -> None:
         self.factory, self.example_inputs, self.spec = factory, example_inputs, spec
         self.by_json: dict[str, graphs.Layout] = {}
-        self.by_shapes: dict[tuple, graphs.Layout] = {}
+        self.by_shapes: dict[tuple, tuple[graphs.Layout, int]] = {}
 
-    def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None,
-                source: str) -> tuple[graphs.Layout, dict[str, torch.Tensor]]:
-        """The checkpoint's layout, and its state_dict unwrapped to the layout's keys where it was wrapped."""
+    def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None, source: str,
+                writer: ZooWriter) -> tuple[graphs.Layout, dict[str, torch.Tensor], int]:
+        """The checkpoint's layout, its unwrapped state_dict and the index of its program in ``writer``'s zoo.
+
+        The state_dict is unwrapped to the layout's keys where it was wrapped. The program index is -1
+        for an embedded layout (no module to export; see :func:`datasets.programs.store_program`).
+        """
         if layout_json is not None:
             if layout_json not in self.by_json:
                 try:
@@ -132,7 +146,7 @@ class _Architectures:
                 except ValueError as exc:
                     raise ZooError(f"{source}: its embedded layout cannot be read ({exc})") from exc
             layout = self.by_json[layout_json]
-            return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0]
+            return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0], -1
         if self.factory is None:
             raise ZooError(f"{source} embeds no layout; pass --model module:factory so that its architecture can be "
                            "traced")
@@ -145,9 +159,11 @@ class _Architectures:
             example = self.example_inputs
             if example is None:
                 example = infer_example_inputs(model, "--example-input-shape")
-            self.by_shapes[key] = graphs.trace(model, example)
-        layout = self.by_shapes[key]
-        return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0]
+            layout, program = graphs.trace_program(model, example)
+            name = getattr(self.factory, "__name__", "") or self.spec
+            self.by_shapes[key] = layout, store_program(writer, layout, program, name)
+        layout, program_index = self.by_shapes[key]
+        return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0], program_index
 
 
 def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]], needed: list[str],
@@ -216,9 +232,9 @@ def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: C
                     skipped += 1
                     continue
                 sd = {k: torch.from_numpy(v) for k, v in arrays.items()}
-                layout, sd = archs.resolve(sd, layout_json, source)
+                layout, sd, program = archs.resolve(sd, layout_json, source, writer)
                 try:
-                    writer.add(sd, layout, labels={**by_source.get(source, {}), "source": source})
+                    writer.add(sd, layout, labels={**by_source.get(source, {}), "source": source}, program=program)
                 except graphs.LayoutMismatchError as exc:
                     raise graphs.LayoutMismatchError(f"{source}: {exc}") from exc
             total = writer.num_models

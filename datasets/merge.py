@@ -10,6 +10,10 @@ twice is refused, and so is a model of one input whose weights (parameters and i
 architecture) equal those of a model of an earlier input: a copy of a zoo, or a zoo and one appended
 to it, would otherwise count the same networks twice (and could put one network in both the train
 and the test split). ``--dedupe`` keeps the first copy of each instead, with its labels.
+
+Stored programs (the networks' functions, see :mod:`datasets.hdf5`) come along: each input's
+programs are added to the merged zoo once (the same function of the same architecture in two inputs
+is stored once) and every model keeps its program; a model without one stays without.
 """
 
 from __future__ import annotations
@@ -58,6 +62,26 @@ def _check_inputs(inputs: list[str | os.PathLike], out: str) -> None:
         raise ZooError(f"{', '.join(twice)} is given more than once; give each input zoo once")
 
 
+def _carry_programs(reader: ZooReader, writer: ZooWriter) -> np.ndarray:
+    """Add the programs of ``reader`` to ``writer``: ``out[i + 1]`` is the merged index of program ``i``.
+
+    ``out[0]`` is -1, so ``out[model_program + 1]`` maps a model without a program to -1.
+    """
+    out = [-1]
+    for i, info in enumerate(reader.programs):
+        out.append(writer.add_program(reader.layout(info["fingerprint"]), reader.program_bytes(i), name=info["name"]))
+    return np.asarray(out, np.int64)
+
+
+def _add_rows(writer: ZooWriter, layout, params: np.ndarray, ints: np.ndarray, columns: dict[str, np.ndarray],
+              programs: np.ndarray) -> None:
+    """Write rows of one architecture, one ``add_rows`` per run of rows with the same program."""
+    cuts = np.r_[0, np.flatnonzero(np.diff(programs)) + 1, len(programs)]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        writer.add_rows(layout, params[a:b], ints[a:b], {n: list(c[a:b]) for n, c in columns.items()},
+                        program=int(programs[a]))
+
+
 def merge_zoos(inputs: list[str | os.PathLike], out: str | os.PathLike, block: int = 4096,
                progress: bool = True, overwrite: bool = False, dedupe: bool = False) -> int:
     """Write the models of ``inputs`` (in order) into a new zoo ``out``; return its number of models.
@@ -92,6 +116,7 @@ def merge_zoos(inputs: list[str | os.PathLike], out: str | os.PathLike, block: i
         with ZooWriter(out, "w", label_kinds=kinds, default_split=None if keep_splits else DEFAULT_SPLIT) as writer:
             for j, r in enumerate(readers):
                 columns = {n: r.labels(n) for n in r.label_names}
+                programs = _carry_programs(r, writer)  # input program index -> merged index (-1 -> -1)
                 mine: dict[bytes, tuple[int, int]] = {}
                 for start in range(0, r.num_models, block):
                     stop = min(start + block, r.num_models)
@@ -110,8 +135,9 @@ def merge_zoos(inputs: list[str | os.PathLike], out: str | os.PathLike, block: i
                         first = writer.num_models
                         new_index[j][np.arange(lo, hi)[keep]] = np.arange(first, first + int(keep.sum()))
                         if keep.any():
-                            labels = {n: list(c[lo:hi][keep]) for n, c in columns.items()}
-                            writer.add_rows(r.layout(fp), params[keep], ints[keep], labels)
+                            _add_rows(writer, r.layout(fp), params[keep], ints[keep],
+                                      {n: c[lo:hi][keep] for n, c in columns.items()},
+                                      programs[r.model_program[lo:hi][keep] + 1])
                     bar.update(stop - start)
                 seen.update(mine)  # a zoo's own repeated models are its business; only inputs are compared
             if duplicates and not dedupe:

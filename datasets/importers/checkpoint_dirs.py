@@ -16,8 +16,10 @@ equals that number (else the checkpoint's ``last_result``). ``/`` in metric name
 
 The architecture comes from a model factory: with no argument it builds the one network of the
 zoo; with one argument it receives the run's config (``params.json``), so each run can differ (CNN
-Wild Park). It is traced once per distinct config and parameter shapes. Checkpoints are read with
-``torch.load(weights_only=True)``; pickled config objects become inert placeholders
+Wild Park). It is traced once per distinct config and parameter shapes, and each traced network's
+function (its ``torch.export`` program, named after the factory) is stored once in the zoo for the
+models of that config to point at (a runnable zoo, see :mod:`datasets.hdf5`). Checkpoints are read
+with ``torch.load(weights_only=True)``; pickled config objects become inert placeholders
 (:func:`datasets.importers.common.load_torch_lenient`), no code from the files runs.
 """
 
@@ -38,6 +40,7 @@ from tqdm import tqdm
 import graphs
 from datasets.errors import ZooError
 from datasets.importers.common import add_import_options, check_import_output, flatten_labels, load_torch_lenient
+from datasets.programs import store_program
 from datasets.splits import SplitSpec
 from datasets.zoo.storage import open_writer, stored_sources
 from graphs.checkpoints import strip_wrapper_prefix
@@ -139,7 +142,8 @@ def import_checkpoint_dirs(root: str | os.PathLike, out: str | os.PathLike, fact
     example = None if example_inputs is None else (
         example_inputs if isinstance(example_inputs, tuple) else (example_inputs,))
     done = stored_sources(out) if append else set()
-    layouts: dict[tuple, graphs.Layout] = {}
+    layouts: dict[tuple, tuple[graphs.Layout, int]] = {}  # (layout, program index) per config and shapes
+    name = getattr(factory, "__name__", "") or factory_spec
     total = sum(len(cks) for _, cks in runs)
     bar = tqdm(total=total, desc="import checkpoint-dirs", unit="model", disable=not progress or None,
                file=sys.stderr)
@@ -161,13 +165,16 @@ def import_checkpoint_dirs(root: str | os.PathLike, out: str | os.PathLike, fact
                 if key not in layouts:
                     model = call_factory(factory, factory_spec, config) if with_config else call_factory(factory,
                                                                                                       factory_spec)
-                    layouts[key] = graphs.trace(model, example if example is not None else infer_example_inputs(model))
-                sd = strip_wrapper_prefix(sd, layout_keys(layouts[key]))[0]
+                    layout, program = graphs.trace_program(
+                        model, example if example is not None else infer_example_inputs(model))
+                    layouts[key] = layout, store_program(writer, layout, program, name)
+                layout, program_index = layouts[key]
+                sd = strip_wrapper_prefix(sd, layout_keys(layout))[0]
                 result = results.get(epoch) or extra.get("last_result") or {}
                 metrics = {k: v for k, v in flatten_labels(result).items() if not k.startswith("config.")}
                 labels = {**run_labels, **metrics, "epoch": epoch, "run": run_id, "source": source}
                 try:
-                    writer.add(sd, layouts[key], labels=labels)
+                    writer.add(sd, layout, labels=labels, program=program_index)
                 except graphs.LayoutMismatchError as exc:
                     raise graphs.LayoutMismatchError(f"{labels['source']}: {exc}") from exc
                 stored += 1

@@ -13,8 +13,9 @@ Published layouts this reads:
 Every checkpoint must be the DWSNets INR state_dict: ``seq.{i}.weight``/``seq.{i}.bias`` of a chain of
 linear layers (sine layers with ``w0 = 30``, then a linear output; output ``+ 0.5``). That is
 :class:`datasets.zoo.models.Siren`, so imported INRs share their layout with ``build digits-siren``.
-The split file's splits are stored as the zoo's splits. Checkpoints are read with
-``torch.load(weights_only=True)``.
+The split file's splits are stored as the zoo's splits, and the SIREN's function (its ``torch.export``
+program, named ``siren``) is stored once per set of layer shapes, so the zoo is runnable. Checkpoints
+are read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tqdm import tqdm
 import graphs
 from datasets.errors import ZooError
 from datasets.importers.common import PathResolver, add_import_options, check_import_output, scalar_label
+from datasets.programs import store_program
 from datasets.splits import SplitSpec
 from datasets.zoo.models import Siren
 from datasets.zoo.storage import open_writer, stacked_rows, stored_sources
@@ -178,7 +180,7 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
     if append:
         done = stored_sources(out)
         entries = [e for e in entries if _source(e[0], root) not in done]
-    layouts: dict[tuple, graphs.Layout] = {}
+    layouts: dict[tuple, tuple[graphs.Layout, int]] = {}  # (layout, program index) per shapes
     split_of: list[str] = []
     pending: list[tuple[dict, dict]] = []
     bar = tqdm(total=len(entries), desc="import inr-folder", unit="inr", disable=not progress or None, file=sys.stderr)
@@ -188,11 +190,11 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
             if not pending:
                 return
             first = pending[0][0]
-            layout = layouts[_shape_key(first)]
+            layout, program = layouts[_shape_key(first)]
             stacked = {k: torch.stack([sd[k] for sd, _ in pending]) for k in first}
             names = dict.fromkeys(n for _, lab in pending for n in lab)
             writer.add_rows(layout, stacked_rows(stacked, layout),
-                            labels={n: [lab.get(n) for _, lab in pending] for n in names})
+                            labels={n: [lab.get(n) for _, lab in pending] for n in names}, program=program)
             pending.clear()
 
         for path, split, extra in entries:
@@ -200,7 +202,9 @@ def import_inr_folder(root: str | os.PathLike, out: str | os.PathLike, *, split_
             source = _source(path, root)
             key = _shape_key(sd)
             if key not in layouts:
-                layouts[key] = graphs.trace(siren_for(sd, source), torch.zeros(16, sd["seq.0.weight"].shape[1]))
+                layout, program = graphs.trace_program(siren_for(sd, source),
+                                                       torch.zeros(16, sd["seq.0.weight"].shape[1]))
+                layouts[key] = layout, store_program(writer, layout, program, "siren")
             if pending and (key != _shape_key(pending[0][0]) or len(pending) >= block):
                 flush()
             label = inner.pop("label", extra.pop("label", None))

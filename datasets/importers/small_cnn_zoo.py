@@ -16,6 +16,12 @@ global average pooling and Dense(10): :class:`datasets.zoo.models.SmallCNN` with
 TensorFlow stores conv kernels as ``[kh, kw, in, out]`` and dense kernels as ``[in, out]``; torch
 wants ``[out, in, kh, kw]`` and ``[out, in]``. The conversion is one precomputed column gather per
 block of rows (no arithmetic), so imported weights equal the published ones exactly.
+
+The zoo's networks differ in ``config.activation`` under one layout (activations have no weights),
+so one program (the ``torch.export`` function, named ``small-cnn-<activation>``) is stored per
+activation the imported rows use, each row pointing at its own: the zoo is runnable (see
+:mod:`datasets.hdf5`). Rows with an activation :class:`SmallCNN` does not know, or a folder without a
+``config.activation`` column, are stored without a program, with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -38,10 +45,11 @@ import torch
 from tqdm import tqdm
 
 import graphs
-from datasets.errors import ZooError
+from datasets.errors import ZooError, ZooWarning
 from datasets.importers.common import add_import_options, check_import_output
+from datasets.programs import store_program
 from datasets.splits import SplitSpec
-from datasets.zoo.models import SmallCNN
+from datasets.zoo.models import ACTIVATIONS, SmallCNN
 from datasets.zoo.storage import open_writer, stored_sources
 
 __all__ = ["TFVariable", "detect", "import_small_cnn_zoo", "read_layout_csv", "read_metrics_csv", "register",
@@ -164,6 +172,35 @@ def tf_to_torch_columns(layout: graphs.Layout, sources: dict[str, TFVariable]) -
     return cols
 
 
+def _activation_programs(writer, variables: list[TFVariable], layout: graphs.Layout, example: torch.Tensor,
+                         activations: np.ndarray | None, n: int) -> np.ndarray:
+    """The program index of each of ``n`` rows: one program per activation used, stored in ``writer``'s zoo.
+
+    ``activations`` are the rows' ``config.activation`` values (``None``: no such column, every row -1).
+    """
+    if activations is None:
+        if n:
+            warnings.warn(ZooWarning("the Small CNN Zoo folder has no config.activation column, so the networks' "
+                                     "function is unknown: models stored without a program; add one with `python "
+                                     "-m datasets add-program ZOO --model FILE.py:make`"), stacklevel=3)
+        return np.full(n, -1, np.int64)
+    names = [str(a) for a in activations]
+    index: dict[str, int] = {}
+    for act in dict.fromkeys(names):
+        if act not in ACTIVATIONS:
+            warnings.warn(ZooWarning(f"activation {act!r} of the Small CNN Zoo is none of {sorted(ACTIVATIONS)}: its "
+                                     "models are stored without a program"), stacklevel=3)
+            index[act] = -1
+            continue
+        model = torch_model(variables, act)[0]
+        traced, program = graphs.trace_program(model, example)
+        if traced.fingerprint != layout.fingerprint:
+            raise ZooError(f"the Small CNN with activation {act!r} traces to layout #{traced.fingerprint}, not the "
+                           f"zoo's #{layout.fingerprint}; this is a weightgraph bug, please report it")
+        index[act] = store_program(writer, layout, program, f"small-cnn-{act}")
+    return np.array([index[a] for a in names], np.int64)
+
+
 def detect(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a Small CNN Zoo folder (``weights.npy`` + ``layout.csv`` + ``metrics.csv[.gz]``)."""
     p = Path(path)
@@ -216,7 +253,8 @@ def import_small_cnn_zoo(root: str | os.PathLike, out: str | os.PathLike, *, ste
         selected = np.array([i for i in selected if f"{root.name}/weights.npy:{i}" not in done], dtype=np.int64)
     model, sources = torch_model(variables)
     size = INPUT_SIZE.get(str(metrics.get("config.dataset", [""])[0]), 32)
-    layout = graphs.trace(model, torch.zeros(1, model.convs[0].in_channels, size, size))
+    example = torch.zeros(1, model.convs[0].in_channels, size, size)
+    layout = graphs.trace(model, example)
     cols = tf_to_torch_columns(layout, sources)
     run_ids: dict = {}
     runs = [run_ids.setdefault(m, len(run_ids)) for m in metrics.get("modeldir", np.arange(n_rows)).tolist()]
@@ -224,6 +262,9 @@ def import_small_cnn_zoo(root: str | os.PathLike, out: str | os.PathLike, *, ste
     bar = tqdm(total=len(selected), desc="import small-cnn-zoo", unit="model", disable=not progress or None,
                file=sys.stderr)
     with open_writer(out, append, allow_nonfinite, SplitSpec(group_by="run")) as writer:
+        acts = metrics.get("config.activation")
+        program = _activation_programs(writer, variables, layout, example,
+                                       None if acts is None else acts[selected], len(selected))
         for lo in range(0, len(selected), block_rows):
             idx = selected[lo:lo + block_rows]
             rows = np.asarray(weights[idx])[:, cols]  # [k, 4970] in torch layout order: a pure gather
@@ -231,7 +272,11 @@ def import_small_cnn_zoo(root: str | os.PathLike, out: str | os.PathLike, *, ste
             labels.update({alias: labels[src] for alias, src in aliases.items() if src in labels})
             labels["run"] = [runs[i] for i in idx]
             labels["source"] = [f"{root.name}/weights.npy:{i}" for i in idx]
-            writer.add_rows(layout, rows, labels=labels)
+            progs = program[lo:lo + block_rows]
+            cuts = np.r_[0, np.flatnonzero(np.diff(progs)) + 1, len(idx)]  # runs of one program, in row order
+            for a, b in pairwise(cuts.tolist()):
+                writer.add_rows(layout, rows[a:b], labels={n: v[a:b] for n, v in labels.items()},
+                                program=int(progs[a]))
             bar.update(len(idx))
     bar.close()
     return len(selected)
