@@ -63,7 +63,7 @@ MODELS = {"predict": ["gmn", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes",
                       "deepsets", "mlp"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
-          "classify-indep": ["gmn", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn", "render-cnn"],
+          "classify-indep": ["gmn", "gmn-p64", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn", "render-cnn"],
           "edit": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
            "classify-indep": ("accuracy",), "edit": ("mse", "mse_identity")}
@@ -72,9 +72,9 @@ SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("
 # table rows that are flags on a model; graph models on these (runnable) zoos take 16 learned probes by default
 VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": ["--model", "gmn", "--probes", "0"],
             "pna-noprobes": ["--model", "pna", "--probes", "0"],
-            "gmn-fixed": ["--model", "gmn", "--no-probe-learned"]}
+            "gmn-fixed": ["--model", "gmn", "--no-probe-learned"], "gmn-p64": ["--model", "gmn", "--probes", "64"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
-          "gmn-fixed": "16 fixed"}  # every other row: weights only
+          "gmn-fixed": "16 fixed", "gmn-p64": "64 learned"}  # every other row: weights only
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
