@@ -56,8 +56,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from datasets import ZooReader  # noqa: E402
 from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
+from metanets.inr import SirenRenderer  # noqa: E402
 
 MODELS = {"predict": ["gmn", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes", "transformer", "nfn", "statnn",
                       "deepsets", "mlp"],
@@ -135,9 +137,6 @@ def render_then_classify(data: str, epochs: int, lr: float, wd: float, seed: int
     the CNN (3 conv layers of 32 channels, global pooling) trains on the train split's renders with
     Adam and keeps its best-on-validation epoch.
     """
-    from datasets import ZooReader
-    from metanets.inr import SirenRenderer
-
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

@@ -13,22 +13,8 @@ import graphs
 import tasks
 import train as train_script
 from datasets import ZooDataset, ZooError, ZooReader
-from datasets.zoo.build import build_zoo
 from datasets.zoo.data import load_digits_data
-from datasets.zoo.recipes import get_recipe
-
-
-@pytest.fixture(scope="module")
-def cnn_zoo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("zoo") / "cnn.h5"
-    build_zoo(get_recipe("digits-cnn-demo", n_runs=12), path, progress=False)
-    return str(path)
-
-
-def _train(tmp_path, *args):
-    out = str(tmp_path / "run")
-    summary = train_script.main([*args, "--out", out, "--hidden", "16", "--layers", "2", "--quiet", "--threads", "1"])
-    return out, summary
+from tests.test_train_eval import _train  # the same tiny runner; the cnn_zoo fixture is conftest's
 
 
 def _test_batch(zoo: str) -> tuple[Batch, graphs.Layout]:

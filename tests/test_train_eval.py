@@ -17,13 +17,6 @@ from datasets.zoo.recipes import get_recipe
 
 
 @pytest.fixture(scope="module")
-def cnn_zoo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("zoo") / "cnn.h5"
-    build_zoo(get_recipe("digits-cnn-demo", n_runs=12), path, progress=False)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def inr_zoo(tmp_path_factory):
     path = tmp_path_factory.mktemp("zoo") / "inr.h5"
     build_zoo(get_recipe("digits-siren", n_images=40), path, progress=False)
