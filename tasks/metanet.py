@@ -50,7 +50,7 @@ class MetanetConfig:
     readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
     probes: int = opt(-1, "probe features: each neuron's activations on this many probe inputs (graph models; "
-                      "0: off; -1: 16 when the zoo stores its networks' programs, else off)")
+                      "0: off; -1: 16, 64 for INRs, when the zoo stores its networks' programs, else off)")
     probe_learned: bool = opt(True, "train the probe inputs with the metanetwork (else keep them fixed)")
     probe_data: str = opt("", "draw the initial probes from this data (digits, mnist1d or a folder); default: the "
                           "zoo's data label, a coordinate grid for INRs")

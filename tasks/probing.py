@@ -1,8 +1,9 @@
 """Probe features for the metanetwork tasks: which probes, drawn from what, and the module that runs them.
 
 A graph metanetwork trained on a *runnable* zoo (one that stores its networks' programs, see
-:mod:`datasets.hdf5`) gets, by default, every neuron's activations on ``DEFAULT_PROBES`` probe inputs as
-node features (:class:`metanets.probes.ProbeFeatures`). The probes start as:
+:mod:`datasets.hdf5`) gets, by default, every neuron's activations on ``DEFAULT_PROBES`` probe inputs
+(``COORDINATE_PROBES`` for coordinate networks such as INRs) as node features
+(:class:`metanets.probes.ProbeFeatures`). The probes start as:
 
 - coordinates on a grid over ``[-1, 1]^d`` for coordinate networks (INRs: inputs of 1 to 3 numbers);
 - inputs drawn (seeded) from the training data of the zoo's networks: the ``data`` label of the zoo
@@ -27,6 +28,12 @@ from metanets.probes import ProbeFeatures
 __all__ = ["DEFAULT_PROBES", "num_probes", "probe_inputs", "probe_module", "probe_nets"]
 
 DEFAULT_PROBES = 16
+COORDINATE_PROBES = 64  # INRs: probing is cheap and an 8x8 grid of points draws the image coarsely
+
+
+def _coordinate_input(shape) -> bool:
+    """Whether a program input shape ``[batch, d]`` is that of a coordinate network (1 <= d <= 3)."""
+    return len(shape) == 2 and 1 <= shape[1] <= 3
 
 
 def num_probes(requested: int, ds: ZooDataset, graph_model: bool, supported: bool = True) -> tuple[int, str]:
@@ -42,7 +49,10 @@ def num_probes(requested: int, ds: ZooDataset, graph_model: bool, supported: boo
         if not ds.runnable:
             return 0, (f"probe features off: {ds.path} stores no programs for its networks (add them with "
                        f"`python -m datasets add-program {ds.path} --model FILE.py:make`)")
-        return DEFAULT_PROBES, ""
+        with ZooReader(ds.path) as r:
+            shapes = [p["input_shapes"][0] for p in r.programs if p["input_shapes"]]
+        coordinates = bool(shapes) and all(_coordinate_input(s) for s in shapes)
+        return (COORDINATE_PROBES if coordinates else DEFAULT_PROBES), ""
     if requested > 0:
         if not graph_model:
             raise ValueError("--probes needs a graph metanetwork (gmn, pna, transformer); baselines take weights only")
@@ -72,7 +82,7 @@ def probe_inputs(nets: list[ProbeNet], count: int, ds: ZooDataset, source: str =
     """``[count, *sample_shape]`` initial probes and what they are (see the module docstring)."""
     shape = tuple(nets[0].sites.input_shapes[0][1:])
     gen = torch.Generator().manual_seed(seed)
-    if len(shape) == 1 and 1 <= shape[0] <= 3 and not source:  # a coordinate network
+    if _coordinate_input((0, *shape)) and not source:  # a coordinate network
         side = max(2, math.ceil(count ** (1 / shape[0])))
         axes = torch.meshgrid(*[torch.linspace(-1, 1, side)] * shape[0], indexing="ij")
         grid = torch.stack([a.flatten() for a in axes], -1)

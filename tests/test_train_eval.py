@@ -57,6 +57,10 @@ def test_predict_train_eval_and_score_files(cnn_zoo, tmp_path):
 def test_classify_inrs(inr_zoo, tmp_path):
     out, summary = _train(tmp_path, "--data", inr_zoo, "--task", "classify", "--epochs", "2")
     assert 0.0 <= summary["best_val"]["accuracy"] <= 1.0
+    ckpt = torch.load(os.path.join(out, "best.pt"), weights_only=True)
+    assert ckpt["model_config"]["gmn"]["probe_dim"] == 64  # INRs: 64 probes by default, on a coordinate grid
+    grid = ckpt["model"]["probe.probes"]  # a classifier has no target-scaling wrapper
+    assert grid.shape == (64, 2) and grid.abs().max() <= 1.5  # started on the 8x8 grid over [-1, 1]
     res = eval_script.main([os.path.join(out, "best.pt"), "--no-plot"])
     assert "accuracy" in res
 
