@@ -32,6 +32,12 @@ finished; --report-only rewrites the table from OUT.json). The published tables:
       # one call per model at the point chosen on the 600-run zoo (statnn, nfn: 3e-3 / 1e-2; pna 1e-3 / 1e-2;
       # mlp, deepsets: 3e-3 / 1e-4); ~6 min a GMN run on one CPU thread
 
+  python benchmarks/metanets.py --tasks predict --models gmn,statnn --n-runs 600 --lrs 1e-3 --weight-decays 1e-4 \
+      --seeds 3 --epochs 30 --threads 1 --device cpu --jobs 2 --work /tmp/bw \
+      --out benchmarks/results/metanets_predict_probes     # and _noprobes (gmn-noprobes), _statnn_tuned (3e-3/1e-2)
+  python benchmarks/metanets.py --tasks classify-indep --models gmn-p64,gmn-noprobes,statnn,nfn,render-cnn \
+      --lrs 1e-3 --weight-decays 1e-4 --seeds 1 --epochs 30 --threads 1 --device cpu --jobs 2 \
+      --out benchmarks/results/metanets_inr_indep           # (_gmn16: --models gmn, run alone)
   python benchmarks/metanets.py --tasks classify --epochs 10 --lrs 1e-3 --weight-decays 1e-4 --threads 1 \
       --out benchmarks/results/metanets_inr   # and --tasks edit --epochs 5 --lrs 3e-3 (the INR table ran
                                              # as one call of the runner's earlier version)
