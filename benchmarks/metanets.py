@@ -188,6 +188,7 @@ def render_then_classify(data: str, epochs: int, lr: float, wd: float, seed: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed + seeds - 1")
     ap.add_argument("--epochs", default="30", help="epochs of every task, or per task: classify=10,edit=5")
     ap.add_argument("--lrs", default="1e-3,3e-3", help="learning rates of the tuning grid")
     ap.add_argument("--weight-decays", default="1e-4,1e-2", help="weight decays of the tuning grid")
@@ -215,7 +216,8 @@ def main() -> None:
     args.device_name = f"{torch.cuda.get_device_name()}, torch {torch.__version__}" if cuda else \
         f"CPU, {args.threads} threads per run, torch {torch.__version__}"
     grid = list(itertools.product([float(x) for x in args.lrs.split(",")],
-                                  [float(x) for x in args.weight_decays.split(",")], range(args.seeds)))
+                                  [float(x) for x in args.weight_decays.split(",")],
+                                  range(args.first_seed, args.first_seed + args.seeds)))
     jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images), *point)
             for task in args.tasks.split(",") for model in MODELS[task]
             if not args.models or model in args.models.split(",") for point in grid]
