@@ -22,9 +22,7 @@ import torch
 from torch import nn
 
 from datasets import ZooDataset
-from metanets.models import model_from_checkpoint
-from metanets.probes import ProbeFeatures
-from tasks.probing import probe_nets
+from tasks.probing import model_with_probes, probe_dim, probe_nets
 
 __all__ = ["load_model", "read_checkpoint", "save_checkpoint", "task_config"]
 
@@ -106,10 +104,7 @@ def load_model(path: str, device: str | torch.device = "cpu", zoo: str | None = 
     programs (default: the zoo it was trained on).
     """
     ckpt = read_checkpoint(path)
-    dim = ckpt["model_config"].get("gmn", {}).get("probe_dim", 0) if isinstance(ckpt["model_config"], dict) else 0
-    if not dim:
-        return model_from_checkpoint(ckpt).to(device)
     source = zoo or ckpt["train_config"].get("data", "")
-    if not source:
+    if probe_dim(ckpt) and not source:
         raise ValueError(f"{path} was trained with probe features; pass zoo=ZOO.h5 (a zoo that stores its programs)")
-    return model_from_checkpoint(ckpt, ProbeFeatures(probe_nets(ZooDataset(source, None, labels=[])), dim)).to(device)
+    return model_with_probes(ckpt, lambda: probe_nets(ZooDataset(source, None, labels=[]))).to(device)

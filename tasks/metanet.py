@@ -26,10 +26,10 @@ from datasets.loader import make_loader, set_epoch
 from datasets.transforms import RandomSymmetry
 from graphs.cli import build_from_factory
 from graphs.probes import ProbeNet
-from metanets import GRAPH_MODELS, ModelConfig, ProbeFeatures, build_model, model_from_checkpoint
+from metanets import GRAPH_MODELS, ModelConfig, build_model
 from tasks.base import EvalContext, Task
 from tasks.config import EvalConfig, opt
-from tasks.probing import num_probes, probe_module, probe_nets
+from tasks.probing import model_with_probes, num_probes, probe_module, probe_nets
 
 __all__ = ["MetanetConfig", "MetanetEvalConfig", "MetanetTask", "ZooEval"]
 
@@ -228,10 +228,7 @@ class MetanetTask(Task):
     @classmethod
     def eval_model(cls, ctx: EvalContext, data: ZooEval) -> nn.Module:
         """The trained model; one with probe features runs the networks of ``data`` (its zoo's programs)."""
-        dim = ctx.ckpt["model_config"].get("gmn", {}).get("probe_dim", 0)
-        if not dim:
-            return super().eval_model(ctx, data)
-        return model_from_checkpoint(ctx.ckpt, ProbeFeatures(data.nets(), dim))
+        return model_with_probes(ctx.ckpt, data.nets)
 
     @staticmethod
     def _user_graphs(root: str, ecfg: EvalConfig, model_config: dict) -> ZooEval:

@@ -16,6 +16,7 @@ and are then learned with the metanetwork (``--probe-learned``, the default) or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -23,9 +24,11 @@ from datasets import ZooDataset
 from datasets.hdf5 import ZooReader
 from datasets.zoo.data import load_named_or_path
 from graphs.probes import ProbeNet
+from metanets.models import model_from_checkpoint
 from metanets.probes import ProbeFeatures
 
-__all__ = ["DEFAULT_PROBES", "num_probes", "probe_inputs", "probe_module", "probe_nets"]
+__all__ = ["DEFAULT_PROBES", "model_with_probes", "num_probes", "probe_dim", "probe_inputs", "probe_module",
+           "probe_nets"]
 
 DEFAULT_PROBES = 16
 COORDINATE_PROBES = 64  # INRs: probing is cheap and an 8x8 grid of points draws the image coarsely
@@ -58,8 +61,21 @@ def num_probes(requested: int, ds: ZooDataset, graph_model: bool, supported: boo
             raise ValueError("--probes needs a graph metanetwork (gmn, pna, transformer); baselines take weights only")
         if not supported:
             raise ValueError("probe features are implemented for predict and classify, not this task; use --probes 0")
-        ds.programs()  # raises, naming add-program, when the zoo cannot run its models
+        if not ds.runnable:
+            ds.programs()  # raises, naming add-program (the programs themselves are loaded once, by probe_module)
     return max(requested, 0), ""
+
+
+def probe_dim(ckpt: dict) -> int:
+    """The number of probes a checkpoint's metanetwork was trained with (0: weights only)."""
+    mcfg = ckpt.get("model_config")
+    return int(mcfg.get("gmn", {}).get("probe_dim", 0)) if isinstance(mcfg, dict) else 0
+
+
+def model_with_probes(ckpt: dict, nets: Callable[[], list[ProbeNet]]) -> torch.nn.Module:
+    """The checkpoint's model; one trained with probe features runs ``nets()`` (its probes come from ``ckpt``)."""
+    dim = probe_dim(ckpt)
+    return model_from_checkpoint(ckpt, ProbeFeatures(nets(), dim) if dim else None)
 
 
 def probe_nets(ds: ZooDataset) -> list[ProbeNet]:

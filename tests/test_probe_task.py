@@ -93,6 +93,12 @@ def test_zoo_without_programs_and_baselines(cnn_zoo, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--model", "statnn", "--probes", "8", "--out", str(tmp_path / "y")])
     assert "--probes needs a graph model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_script.main(["--data", cnn_zoo, "--probes", "-2", "--out", str(tmp_path / "z")])
+    assert "--probes -2: give a number of probes" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--probe-data mnist1d: its inputs have shape \(1, 40\).*take \(1, 8, 8\)"):
+        _train(tmp_path / "shape", "--data", cnn_zoo, "--epochs", "1", "--probe-data", "mnist1d")
+    assert not os.path.exists(tmp_path / "shape" / "run" / "best.pt")
     # a baseline on a runnable zoo: probes are simply off
     out, _ = _train(tmp_path / "statnn", "--data", cnn_zoo, "--model", "statnn", "--epochs", "1")
     assert not any("probe.probes" in k for k in torch.load(os.path.join(out, "best.pt"), weights_only=True)["model"])
