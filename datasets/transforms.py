@@ -9,16 +9,20 @@ from the ``generator`` given, else from torch's global RNG (which DataLoader see
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
 import graphs
 from datasets.hdf5 import STAT_KINDS, ZooReader
 from datasets.stats import read_stats
+from graphs.align import weight_matching
 
-__all__ = ["Compose", "Normalize", "RandomSymmetry", "RowTransform"]
+__all__ = ["Canonicalize", "Compose", "Normalize", "RandomSymmetry", "RowTransform"]
 
 RowTransform = Callable[[torch.Tensor, "graphs.Layout"], torch.Tensor]
 
@@ -40,6 +44,85 @@ class RandomSymmetry:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class Canonicalize:
+    """Align each model to a reference of its architecture by weight matching (a canonical orbit member).
+
+    The result computes exactly the model's function; models that differ only by a neuron permutation
+    become (up to ties) the same vector, which is what position-bound models such as a flat MLP need and
+    what random-symmetry augmentation approximates by sampling. Each distinct row (keyed by a digest of its
+    bytes) is aligned once per process and its symmetry kept (:meth:`warm` fills the cache before DataLoader
+    workers fork).
+
+    Args:
+        references: ``{fingerprint: [num_params] tensor}``, e.g. from :meth:`from_dataset`.
+        normalize: Per-tensor cosine weight matching (see :func:`graphs.align`).
+        seed: Seed of the group order.
+    """
+
+    def __init__(self, references: Mapping[str, torch.Tensor], normalize: bool = False, seed: int = 0) -> None:
+        self.references = {fp: torch.as_tensor(v).detach().cpu() for fp, v in references.items()}
+        self.normalize, self.seed = normalize, seed
+        self._ref_sd: dict[str, dict] = {}
+        self._cache: dict[bytes, dict[int, torch.Tensor]] = {}  # row digest -> its aligning symmetry
+
+    @classmethod
+    def from_dataset(cls, dataset, refine: int = 1, sample: int = 256, normalize: bool = False,
+                     seed: int = 0) -> Canonicalize:
+        """References from a dataset (normally the training split).
+
+        Per architecture: the first ``sample`` models, refined ``refine`` times
+        (:func:`graphs.canonical_reference`). The dataset's own transform is not applied.
+        """
+        by_fp: dict[str, list[int]] = {}
+        for i in range(len(dataset)):
+            fp = dataset.fingerprints[dataset._arch[i]]
+            if len(by_fp.setdefault(fp, [])) < sample:
+                by_fp[fp].append(int(dataset._row[i]))
+        params, _ = dataset._open()
+        refs = {}
+        for fp, rows in by_fp.items():
+            layout = dataset.layouts[fp]
+            sds = [graphs.unflatten_state_dict(torch.from_numpy(params[fp][r]), layout) for r in rows]
+            ref = graphs.canonical_reference(sds, layout, refine=refine, seed=seed, normalize=normalize)
+            refs[fp] = graphs.flatten_state_dict(ref, layout, check=False)
+        return cls(refs, normalize=normalize, seed=seed)
+
+    def __call__(self, vec: torch.Tensor, layout: graphs.Layout) -> torch.Tensor:
+        """``vec`` aligned to the reference of its architecture."""
+        fp = layout.fingerprint
+        if fp not in self.references:
+            raise ValueError(f"no canonical reference for architecture {layout.name}#{fp}: the references were "
+                             "computed on other architectures; compute them on a split holding it")
+        key = fp.encode() + hashlib.blake2b(np.ascontiguousarray(vec.detach().cpu().numpy()).tobytes(),
+                                            digest_size=16).digest()
+        if key not in self._cache:
+            if fp not in self._ref_sd:
+                self._ref_sd[fp] = graphs.unflatten_state_dict(self.references[fp].to(vec.dtype), layout)
+            sd = graphs.unflatten_state_dict(vec.detach().cpu(), layout)
+            self._cache[key] = weight_matching(self._ref_sd[fp], sd, layout, seed=self.seed,
+                                                      normalize=self.normalize, orbit_invariant=True)
+        return vec[graphs.symmetry_index(layout, self._cache[key]).to(vec.device)]
+
+    def warm(self, dataset, desc: str = "canonicalize") -> None:
+        """Align every row of ``dataset`` now (fills the cache; a progress bar on stderr)."""
+        params, _ = dataset._open()
+        for i in tqdm(range(len(dataset)), desc=desc, unit="model", leave=False, disable=None):
+            fp = dataset.fingerprints[dataset._arch[i]]
+            self(torch.from_numpy(params[fp][int(dataset._row[i])]), dataset.layouts[fp])
+
+    def state(self) -> dict:
+        """What :meth:`from_state` needs (tensors and plain values: checkpoint-safe)."""
+        return {"references": dict(self.references), "normalize": self.normalize, "seed": self.seed}
+
+    @classmethod
+    def from_state(cls, state: Mapping) -> Canonicalize:
+        """Inverse of :meth:`state`."""
+        return cls(state["references"], normalize=bool(state["normalize"]), seed=int(state["seed"]))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.references)} architectures)"
 
 
 class Normalize:

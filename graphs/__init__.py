@@ -1,6 +1,6 @@
 """Networks as parameter graphs: trace symmetries with torch.export, convert exactly both ways."""
 
-from graphs.align import align, interpolate_state_dicts, merge, similarity
+from graphs.align import align, canonical_reference, canonicalize, interpolate_state_dicts, merge, similarity
 from graphs.checkpoints import load_checkpoint, save_checkpoint
 from graphs.compile import compile_layout
 from graphs.convert import (
@@ -37,7 +37,8 @@ from graphs.trace import trace, trace_program
 __all__ = [
     "CheckpointError", "EDGE_TYPES", "GroupSpec", "IntBufferSpec", "Layout", "LayoutMismatchError", "NODE_TYPES",
     "NodeType", "ParamGraph", "ParamSpec", "ProbeNet", "ProbeSites", "UnreadParameterWarning", "UnsafeProgramError",
-    "UnsupportedNetworkError", "align", "apply_symmetry", "axis_permutation", "check_symmetry", "compile_layout",
+    "UnsupportedNetworkError", "align", "apply_symmetry", "axis_permutation", "canonical_reference", "canonicalize",
+    "check_symmetry", "compile_layout",
     "find_probe_sites", "flatten_int_buffers", "flatten_state_dict", "graph_digest", "graph_to_vector",
     "interpolate_state_dicts", "load_checkpoint", "load_program", "merge", "node_permutation", "probe_features",
     "program_bytes", "program_input_shapes", "random_symmetry", "reset_norm_stats", "save_checkpoint", "similarity",

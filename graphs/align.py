@@ -36,7 +36,8 @@ from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 from graphs.symmetry import apply_symmetry, axis_permutation
 
-__all__ = ["align", "interpolate_state_dicts", "merge", "similarity", "weight_matching"]
+__all__ = ["align", "canonical_reference", "canonicalize", "interpolate_state_dicts", "merge", "similarity",
+           "weight_matching"]
 
 Symmetry = dict[int, torch.Tensor]
 
@@ -99,11 +100,20 @@ def align(reference, other, layout: Layout, method: str = "weights", data=None, 
 
 
 def weight_matching(reference: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor], layout: Layout,
-                    max_sweeps: int = 100, seed: int = 0, normalize: bool = False) -> Symmetry:
-    """Weight matching of two state_dicts of ``layout`` (see the module docstring and :func:`align`)."""
+                    max_sweeps: int = 100, seed: int = 0, normalize: bool = False,
+                    orbit_invariant: bool = False) -> Symmetry:
+    """Weight matching of two state_dicts of ``layout`` (see the module docstring and :func:`align`).
+
+    ``orbit_invariant``: descend from the invariant-statistics start only. Then every permuted copy of
+    ``other`` is brought to the same network (barring exact ties), which canonicalization needs; the
+    default also descends from the identity and keeps the better of the two.
+    """
     items = _weight_items(reference, other, layout, normalize)
     groups = [g.id for g in layout.permutable_groups()]
-    return _best_descent(items, layout, groups, np.random.default_rng(seed), max_sweeps)
+    rng = np.random.default_rng(seed)
+    if orbit_invariant:
+        return _descent(items, layout, groups, _invariant_start(items, layout, groups), rng, max_sweeps)
+    return _best_descent(items, layout, groups, rng, max_sweeps)
 
 
 def similarity(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], layout: Layout) -> float:
@@ -154,6 +164,65 @@ def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model
     for k, v in sds[0].items():
         out[k] = torch.stack([s[k].to(v.dtype) for s in aligned]).mean(0) if v.is_floating_point() else v.clone()
     return out
+
+
+def canonical_reference(state_dicts, layout: Layout, refine: int = 1, seed: int = 0, normalize: bool = False) -> dict:
+    """One point of weight space to align a whole population of ``layout`` networks to.
+
+    Starts from the first network; each of ``refine`` rounds aligns every network to the current
+    reference by weight matching and replaces the reference by their mean, so that no single
+    network's arbitrary neuron order decides the canonical one. Integer tensors are the first network's.
+
+    Args:
+        state_dicts: One or more state_dicts (or modules) of ``layout``, e.g. a sample of a zoo's training split.
+        layout: Their layout.
+        refine: Align-and-average rounds (0: the first network itself).
+        seed: Seed of the group order.
+        normalize: As in :func:`align`.
+
+    Raises:
+        LayoutMismatchError: When a network does not match ``layout``.
+        ValueError: No networks, or a negative ``refine``.
+    """
+    sds = [_state(s, layout, f"network {i}") for i, s in enumerate(state_dicts)]
+    if not sds:
+        raise ValueError("canonical_reference needs at least one network")
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0, got {refine}")
+    ref = {k: v.clone() for k, v in sds[0].items()}
+    for _ in range(refine):
+        aligned = [apply_symmetry(s, layout, weight_matching(ref, s, layout, seed=seed, normalize=normalize,
+                                                             orbit_invariant=True)) for s in sds]
+        ref = {k: torch.stack([a[k].double() for a in aligned]).mean(0).to(v.dtype) if v.is_floating_point()
+               else v.clone() for k, v in sds[0].items()}
+    return ref
+
+
+def canonicalize(state_dicts, layout: Layout, reference=None, refine: int = 1, seed: int = 0,
+                 normalize: bool = False) -> tuple[list[dict], dict]:
+    """Every network aligned to one reference: a representative of each network's symmetry orbit.
+
+    Weight matching descends from a start computed from permutation-invariant unit statistics only, so
+    networks that differ only by a neuron permutation come out (barring exact ties) with identical weights, so
+    models that read weights position by position (a flat MLP) see one network where there were many.
+    Each output computes exactly the function of its input (:func:`graphs.apply_symmetry`).
+
+    Args:
+        state_dicts: State_dicts (or modules) of ``layout``.
+        layout: Their layout.
+        reference: The state_dict to align to; default :func:`canonical_reference` of ``state_dicts``.
+        refine: Rounds of :func:`canonical_reference` when ``reference`` is not given.
+        seed: Seed of the group order.
+        normalize: As in :func:`align`.
+
+    Returns:
+        ``(aligned state_dicts, reference)``.
+    """
+    sds = [_state(s, layout, f"network {i}") for i, s in enumerate(state_dicts)]
+    ref = (canonical_reference(sds, layout, refine, seed, normalize) if reference is None
+           else _state(reference, layout, "reference"))
+    return [apply_symmetry(s, layout, weight_matching(ref, s, layout, seed=seed, normalize=normalize,
+                                                      orbit_invariant=True)) for s in sds], ref
 
 
 # ------------------------------------------------------------------ checks

@@ -23,7 +23,7 @@ from tqdm import tqdm
 import graphs
 from datasets import ZooDataset
 from datasets.loader import make_loader, set_epoch
-from datasets.transforms import RandomSymmetry
+from datasets.transforms import Canonicalize, RandomSymmetry
 from graphs.cli import build_from_factory
 from graphs.probes import ProbeNet
 from metanets import GRAPH_MODELS, ModelConfig, build_model
@@ -49,6 +49,11 @@ class MetanetConfig:
     edge_depth: int = opt(0, "gmn edge-update depth: 1 (GatedGCN-style) or 2 (two-layer MLP); 0: GMNConfig's")
     readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
+    canonicalize: bool = opt(False, "align every model (all splits, --predict files) to a reference of its "
+                             "architecture by weight matching before building its graph (the alternative to --augment "
+                             "for position-bound models)")
+    canonical_refine: int = opt(1, "--canonicalize: align-and-average rounds that make the reference (0: the first "
+                                "training model)")
     probes: int = opt(-1, "probe features: each neuron's activations on this many probe inputs (graph models; "
                       "0: off; -1: 16, 64 for INRs, when the zoo stores its networks' programs, else off)")
     probe_learned: bool = opt(True, "train the probe inputs with the metanetwork (else keep them fixed)")
@@ -68,6 +73,10 @@ class MetanetConfig:
             raise ValueError(f"--probes {self.probes}: give a number of probes, 0 (off) or -1 (automatic)")
         if self.probes > 0 and self.model not in GRAPH_MODELS:
             raise ValueError(f"--probes needs a graph model (gmn, pna, transformer), not {self.model}; use --probes 0")
+        if self.canonicalize and self.augment:
+            raise ValueError("--augment draws random neuron permutations, which undoes --canonicalize; choose one")
+        if self.canonical_refine < 0:
+            raise ValueError(f"--canonical-refine {self.canonical_refine}: give 0 or more rounds")
         if self.readout_stats and self.model not in GRAPH_MODELS:
             raise ValueError(f"--readout-stats needs a graph model (gmn, pna, transformer), not {self.model}")
         self.data = os.path.abspath(self.data)
@@ -115,6 +124,12 @@ class MetanetTask(Task):
         transform = RandomSymmetry() if tc.augment else None
         self.train_ds = self.finite(ZooDataset(tc.data, cfg.train_split, labels=self.labels, transform=transform))
         self.val_ds = self.finite(ZooDataset(tc.data, cfg.val_split, labels=self.labels))
+        self.canon = None
+        if tc.canonicalize:
+            self.canon = Canonicalize.from_dataset(self.train_ds, refine=tc.canonical_refine)
+            for ds, name in ((self.train_ds, "train"), (self.val_ds, "val")):
+                self.canon.warm(ds, desc=f"canonicalize {name}")
+                ds.transform = self.canon
         if tc.target:
             self.check_target(self.train_ds._columns[tc.target])
         self.layouts = list(self.train_ds.layouts.values())
@@ -199,8 +214,11 @@ class MetanetTask(Task):
                 + (f"; target {self.tc.target}" if self.tc.target else ""))
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        """The label columns the model predicts."""
-        return {"label_names": self.labels}
+        """The label columns the model predicts (and the canonical references of ``--canonicalize``)."""
+        extras: dict[str, Any] = {"label_names": self.labels}
+        if self.canon is not None:
+            extras["canonical"] = self.canon.state()
+        return extras
 
     @torch.no_grad()
     def predictions(self, model: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +238,10 @@ class MetanetTask(Task):
     def eval_data(cls, ctx: EvalContext) -> ZooEval:
         """A split of the zoo (``--data``, else the training zoo), or the graphs of ``--predict`` files."""
         if ctx.options.predict:
-            return cls._user_graphs(ctx.options.predict, ctx.common, ctx.ckpt["model_config"])
+            return cls._user_graphs(ctx.options.predict, ctx.common, ctx.ckpt["model_config"], cls._canonical(ctx.ckpt))
         data = ctx.options.data or ctx.task_cfg.data
-        ds = ZooDataset(data, ctx.options.split, labels=[ctx.task_cfg.target] if ctx.task_cfg.target else [])
+        ds = ZooDataset(data, ctx.options.split, labels=[ctx.task_cfg.target] if ctx.task_cfg.target else [],
+                        transform=cls._canonical(ctx.ckpt))
         return ZooEval(make_loader(ds, ctx.common.batch_size), data, ctx.options.split, nets=lambda: probe_nets(ds))
 
     @classmethod
@@ -231,7 +250,12 @@ class MetanetTask(Task):
         return model_with_probes(ctx.ckpt, data.nets)
 
     @staticmethod
-    def _user_graphs(root: str, ecfg: EvalConfig, model_config: dict) -> ZooEval:
+    def _canonical(ckpt: dict) -> Canonicalize | None:
+        """The ``--canonicalize`` transform a checkpoint was trained with (None: none)."""
+        return Canonicalize.from_state(ckpt["canonical"]) if ckpt.get("canonical") else None
+
+    @staticmethod
+    def _user_graphs(root: str, ecfg: EvalConfig, model_config: dict, canon: Canonicalize | None = None) -> ZooEval:
         layout, program = graphs.trace_program(*build_from_factory(ecfg.model, ecfg.input_shape))
         trained = model_config.get("layout_json")
         if trained and graphs.Layout.from_json(trained).fingerprint != layout.fingerprint:
@@ -247,7 +271,12 @@ class MetanetTask(Task):
             os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))
         if not paths:
             raise ValueError(f"no .pt/.pth/.safetensors files under {root}")
-        data = [graphs.to_graph(graphs.load_checkpoint(p), layout) for p in paths]
+        data = []
+        for p in paths:
+            sd = graphs.load_checkpoint(p)
+            vec = graphs.flatten_state_dict(sd, layout)
+            data.append(graphs.vector_to_graph(canon(vec, layout) if canon else vec, layout,
+                                               graphs.flatten_int_buffers(sd, layout)))
         for g in data:
             g.program = torch.zeros(1, dtype=torch.long)  # the one function of --model
         return ZooEval([Batch.from_data_list(data[i:i + ecfg.batch_size]) for i in range(0, len(data),
