@@ -13,6 +13,9 @@ Tasks (zoos are built once into --work if missing; nothing is downloaded):
 Graph models take 16 learned probe features by default (train.py's default on these runnable zoos); the
 *-noprobes rows are the same models on weights only, gmn-fixed keeps the probes fixed.
   edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
+  edit-dilate    : the same with dilation (a 3x3 max filter); mse_identity: the unedited INR against the target
+Preprocessing rows: *-aug train on random neuron permutations (--augment), *-canon align every model to a
+reference first (--canonicalize).
 Protocol: every model of a task gets the same epochs, batch size, width and grid of learning rates x
 weight decays (--lrs, --weight-decays); every run keeps its best-on-validation checkpoint; per model, the
 grid point with the best mean *validation* score (RMSE for predict, accuracy for classify, MSE for edit)
@@ -67,22 +70,25 @@ from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 from metanets.inr import SirenRenderer  # noqa: E402
 
-MODELS = {"predict": ["gmn", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes", "transformer", "nfn", "statnn",
-                      "deepsets", "mlp"],
+MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes",
+                      "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
           "classify-indep": ["gmn", "gmn-p64", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn", "render-cnn"],
-          "edit": ["gmn", "pna", "transformer", "nfn"]}
+          "edit": ["gmn", "pna", "transformer", "nfn"], "edit-dilate": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
-           "classify-indep": ("accuracy",), "edit": ("mse", "mse_identity")}
+           "classify-indep": ("accuracy",), "edit": ("mse", "mse_identity"), "edit-dilate": ("mse", "mse_identity")}
 SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("accuracy", 1),
-          "classify-indep": ("accuracy", 1), "edit": ("mse", -1)}
+          "classify-indep": ("accuracy", 1), "edit": ("mse", -1), "edit-dilate": ("mse", -1)}
 # table rows that are flags on a model; graph models on these (runnable) zoos take 16 learned probes by default
 VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": ["--model", "gmn", "--probes", "0"],
             "pna-noprobes": ["--model", "pna", "--probes", "0"],
-            "gmn-fixed": ["--model", "gmn", "--no-probe-learned"], "gmn-p64": ["--model", "gmn", "--probes", "64"]}
+            "gmn-fixed": ["--model", "gmn", "--no-probe-learned"], "gmn-p64": ["--model", "gmn", "--probes", "64"],
+            "gmn-aug": ["--model", "gmn", "--augment"], "gmn-canon": ["--model", "gmn", "--canonicalize"],
+            "mlp-aug": ["--model", "mlp", "--augment"], "mlp-canon": ["--model", "mlp", "--canonicalize"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
-          "gmn-fixed": "16 fixed", "gmn-p64": "64 learned"}  # every other row: weights only
+          "gmn-fixed": "16 fixed", "gmn-p64": "64 learned", "gmn-aug": "16 learned",
+          "gmn-canon": "16 learned"}  # every other row: weights only
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
@@ -117,7 +123,8 @@ def run(task: str, model: str, data: str, lr: float, wd: float, seed: int, args:
         return render_then_classify(data, task_epochs(args.epochs, task), lr, wd, seed, args.threads)
     out = os.path.join(args.work, "runs", f"{task}-{model}-lr{lr:g}-wd{wd:g}-{seed}")
     hidden = args.nfn_hidden if model == "nfn" else args.hidden
-    extra = ["--edit", "contrast", "--batch-size", "16"] if task == "edit" else []
+    extra = ["--edit", "dilate" if task == "edit-dilate" else "contrast", "--batch-size", "16"] \
+        if task.startswith("edit") else []
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--data", data, "--task", task.split("-")[0],
            *VARIANTS.get(model, ["--model", model]), "--epochs", str(task_epochs(args.epochs, task)),
            "--lr", str(lr), "--weight-decay", str(wd), "--hidden", str(hidden), "--layers", str(args.layers),
@@ -279,7 +286,7 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
             cells = [probes, f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
             for k in keys:
                 v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
-                fmt = ".5f" if task == "edit" else ".3f"
+                fmt = ".5f" if task.startswith("edit") else ".3f"
                 cells.append(f"{v.mean():{fmt}} ± {v.std():{fmt}}" if k in shown else f"{v.mean():.0f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")

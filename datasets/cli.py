@@ -10,7 +10,7 @@ weights, labels stored as missing) are printed as one ``warning: ...`` line each
 Existing outputs, one policy for every command (checked by :func:`graphs.cli.check_output` before
 any work starts, so that nothing runs for minutes and then fails):
 
-* A command that writes a new file (``build``, ``merge``, ``archs``, ``import-*``, ``info --plot``)
+* A command that writes a new file (``build``, ``merge``, ``canonicalize``, ``archs``, ``import-*``, ``info --plot``)
   refuses an existing output unless ``--overwrite``, and then replaces it atomically: the new file
   is written beside it and renamed over it, so an interrupted run leaves the old file intact.
 * A command that can extend its output says so by a flag and never repeats what is there: ``build
@@ -29,7 +29,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from datasets import convert, info, merge, programs, resplit, stats
+from datasets import canonical, convert, info, merge, programs, resplit, stats
 from datasets.archs import cli as archs
 from datasets.errors import ZooWarning
 from datasets.importers import checkpoint_dirs, inr_folder, small_cnn_zoo
@@ -38,7 +38,8 @@ from graphs.cli import run_cli
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, stats, programs, archs)
+COMMANDS = (build, convert, small_cnn_zoo, inr_folder, checkpoint_dirs, info, resplit, merge, canonical, stats,
+            programs, archs)
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ stored once; each model is one row of parameter values in layout order::
     /layouts/<fp>            scalar string: the Layout JSON (graphs.Layout.to_json) of fingerprint <fp>
     /arch/<fp>/params        [rows, num_params] float32|float64, chunked by rows (about 64 KiB a chunk)
     /arch/<fp>/ints          [rows, num_int] int64: integer buffers (BatchNorm counters); only if num_int > 0
+    /arch/<fp>/canonical_reference  optional: [num_params] the reference a canonicalized zoo's rows are aligned
+                             to (``python -m datasets canonicalize``; /arch/<fp> attr canonical says how)
     /models/fingerprints     [num_arch] string: the architectures, in order of first appearance
     /models/arch             [num_models] int32: model i's architecture (index into /models/fingerprints)
     /models/row              [num_models] int64: model i's row in /arch/<fp>/params

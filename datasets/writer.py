@@ -40,7 +40,7 @@ import torch
 
 import graphs
 from datasets.atomic import FileTransaction
-from datasets.errors import LabelError, NonFiniteError
+from datasets.errors import LabelError, NonFiniteError, ZooError
 from datasets.hdf5 import FORMAT, FORMAT_VERSION, LABEL_KINDS, ZooReader, open_hdf5
 from datasets.labels import encode_column, h5_dtype, missing_value, value_kind
 from datasets.precision import RoundingReport
@@ -438,6 +438,43 @@ class ZooWriter:
             f["splits"].create_dataset(name, data=np.asarray(splits[name], np.int64))
         f["splits"].attrs.update({"seed": spec.seed, "names": list(spec.names), "group_by": spec.group_by or "",
                                   "fractions": json.dumps(list(spec.fractions)), "num_models": self._n, "auto": auto})
+        self._dirty = True
+
+    def replace_params(self, fingerprint: str, start: int, block: np.ndarray) -> None:
+        """Overwrite stored parameter rows ``start .. start + len(block)`` of one architecture.
+
+        For functions of the rows that keep each model's meaning (e.g. applying a symmetry). The
+        architecture's normalization statistics are dropped, since per-entry statistics change.
+        """
+        self.flush()
+        f = self._writable()
+        if fingerprint not in f["arch"]:
+            raise ZooError(f"{self.path} has no architecture {fingerprint}")
+        params = f[f"arch/{fingerprint}/params"]
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[1] != params.shape[1] or not 0 <= start <= params.shape[0] - len(block):
+            raise ValueError(f"rows {start}..{start + len(block)} of shape {block.shape[1:]} do not fit the stored "
+                             f"{params.shape} parameters of architecture {fingerprint}")
+        params[start:start + len(block)] = block.astype(params.dtype, copy=False)
+        if fingerprint in f["stats"]:
+            del f[f"stats/{fingerprint}"]
+        self._dirty = True
+
+    def set_arch_attrs(self, fingerprint: str, attrs: Mapping) -> None:
+        """Record attributes of one stored architecture (e.g. how its rows were canonicalized)."""
+        f = self._writable()
+        f[f"arch/{fingerprint}"].attrs.update(dict(attrs))
+        self._dirty = True
+
+    def set_arch_dataset(self, fingerprint: str, name: str, data: np.ndarray) -> None:
+        """Store (or replace) an array beside one architecture's rows (e.g. its canonical reference)."""
+        if name in ("params", "ints"):
+            raise ValueError(f"{name!r} holds the models' rows; use add_rows / replace_params")
+        f = self._writable()
+        group = f[f"arch/{fingerprint}"]
+        if name in group:
+            del group[name]
+        group.create_dataset(name, data=np.asarray(data))
         self._dirty = True
 
     def set_stats(self, fingerprint: str, arrays: Mapping[str, np.ndarray], attrs: Mapping) -> None:

@@ -104,3 +104,38 @@ def test_warm_fills_the_cache_and_batches_use_it(cnn_zoo):
     batch = ds.get_batch(range(len(ds)))
     one = ds[0]
     torch.testing.assert_close(batch.get_example(0).edge_attr, one.edge_attr, rtol=0, atol=0)
+
+
+def test_canonicalize_command_writes_an_aligned_copy(cnn_zoo, tmp_path, capsys):
+    from datasets.cli import main as datasets_main
+    from datasets.hdf5 import ZooReader
+
+    out = tmp_path / "canon.h5"
+    before = open(cnn_zoo, "rb").read()
+    assert datasets_main(["canonicalize", cnn_zoo, str(out)]) == 0
+    assert open(cnn_zoo, "rb").read() == before  # the input is untouched
+    with ZooReader(cnn_zoo) as a, ZooReader(str(out)) as b:
+        assert a.num_models == b.num_models and a.label_names == b.label_names
+        assert (a.model_program == b.model_program).all()
+        assert a.split_names == b.split_names and all((a.split(s) == b.split(s)).all() for s in a.split_names)
+        layout = a.layout()
+        fp = layout.fingerprint
+        rows = np.arange(a.num_models)
+        pa, pb = a.read_rows(fp, rows)[0], b.read_rows(fp, rows)[0]
+        canon = Canonicalize.from_dataset(ZooDataset(cnn_zoo, "train", labels=[]), refine=1)
+        for i in range(a.num_models):  # each row is its own orbit member closest to the reference
+            assert np.array_equal(pb[i], canon(torch.from_numpy(pa[i]), layout).numpy())
+            assert np.array_equal(np.sort(pa[i]), np.sort(pb[i]))
+        assert not np.array_equal(pa, pb)  # sensitivity: rows did move
+        import h5py
+        with h5py.File(out, "r") as f:
+            torch.testing.assert_close(torch.from_numpy(f[f"arch/{fp}/canonical_reference"][()]),
+                                       canon.references[fp], rtol=0, atol=0)
+    # a new file policy: refused when it exists, the input as output refused, a missing split named
+    assert datasets_main(["canonicalize", cnn_zoo, str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert datasets_main(["canonicalize", cnn_zoo, cnn_zoo, "--overwrite"]) == 2
+    assert "the output is the input" in capsys.readouterr().err
+    assert datasets_main(["canonicalize", cnn_zoo, str(tmp_path / "x.h5"), "--reference-split", "nope"]) == 2
+    assert "no split 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
