@@ -31,7 +31,7 @@ __all__ = ["canonicalize_zoo", "register"]
 
 
 def canonicalize_zoo(path: str | os.PathLike, out: str | os.PathLike, reference_split: str | None = "train",
-                     refine: int = 1, sample: int = 256, overwrite: bool = False, block: int = 4096,
+                     refine: int = 20, sample: int = 256, overwrite: bool = False, block: int = 4096,
                      progress: bool = True) -> Canonicalize:
     """Write ``out``: the zoo at ``path`` with every model aligned to its architecture's reference.
 
@@ -39,7 +39,7 @@ def canonicalize_zoo(path: str | os.PathLike, out: str | os.PathLike, reference_
         path: The input zoo (left unchanged).
         out: The new zoo (refused if it exists unless ``overwrite``; then replaced atomically).
         reference_split: The split the references are computed from (None: every model).
-        refine: Align-and-average rounds (:func:`graphs.canonical_reference`).
+        refine: Most align-and-average rounds (:func:`graphs.canonical_reference`).
         sample: Models per architecture the references are computed from.
         overwrite: Replace an existing ``out``.
         block: Rows read and written at a time.
@@ -83,7 +83,7 @@ def canonicalize_zoo(path: str | os.PathLike, out: str | os.PathLike, reference_
                     writer.replace_params(fp, start, aligned)
                     bar.update(len(rows))
                 writer.set_arch_attrs(fp, {"canonical": f"weight matching to the mean of {sample} or fewer models of "
-                                                        f"split {reference_split or 'all'}, {refine} rounds"})
+                                                        f"split {reference_split or 'all'}, at most {refine} rounds"})
                 writer.set_arch_dataset(fp, "canonical_reference", canon.references[fp].numpy())
         bar.close()
         os.replace(tmp, out)
@@ -104,7 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output zoo .h5 (a new file)")
     p.add_argument("--reference-split", default="train",
                    help="split the references are computed from (default: train; 'all': every model)")
-    p.add_argument("--refine", type=int, default=1, help="align-and-average rounds (default: 1; 0: the first model)")
+    p.add_argument("--refine", type=int, default=20,
+                   help="most align-and-average rounds (default: 20; stops once no alignment changes; 0: first model)")
     p.add_argument("--sample", type=int, default=256, help="models per architecture for the reference (default: 256)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (atomically)")
     p.set_defaults(func=_run)

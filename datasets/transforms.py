@@ -68,11 +68,11 @@ class Canonicalize:
         self._cache: dict[bytes, dict[int, torch.Tensor]] = {}  # row digest -> its aligning symmetry
 
     @classmethod
-    def from_dataset(cls, dataset, refine: int = 1, sample: int = 256, normalize: bool = False,
+    def from_dataset(cls, dataset, refine: int = 20, sample: int = 256, normalize: bool = False,
                      seed: int = 0) -> Canonicalize:
         """References from a dataset (normally the training split).
 
-        Per architecture: the first ``sample`` models, refined ``refine`` times
+        Per architecture: the first ``sample`` models, refined at most ``refine`` times
         (:func:`graphs.canonical_reference`). The dataset's own transform is not applied.
         """
         by_fp: dict[str, list[int]] = {}

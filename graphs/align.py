@@ -169,14 +169,15 @@ def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model
 def canonical_reference(state_dicts, layout: Layout, refine: int = 1, seed: int = 0, normalize: bool = False) -> dict:
     """One point of weight space to align a whole population of ``layout`` networks to.
 
-    Starts from the first network; each of ``refine`` rounds aligns every network to the current
-    reference by weight matching and replaces the reference by their mean, so that no single
-    network's arbitrary neuron order decides the canonical one. Integer tensors are the first network's.
+    Starts from the first network; each of at most ``refine`` rounds aligns every network to the
+    current reference by weight matching and replaces the reference by their mean (as k-means does
+    with one centroid), so that no single network's arbitrary neuron order decides the canonical one.
+    Rounds stop early once no network changes its alignment. Integer tensors are the first network's.
 
     Args:
         state_dicts: One or more state_dicts (or modules) of ``layout``, e.g. a sample of a zoo's training split.
         layout: Their layout.
-        refine: Align-and-average rounds (0: the first network itself).
+        refine: Most align-and-average rounds (0: the first network itself).
         seed: Seed of the group order.
         normalize: As in :func:`align`.
 
@@ -190,9 +191,14 @@ def canonical_reference(state_dicts, layout: Layout, refine: int = 1, seed: int 
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
     ref = {k: v.clone() for k, v in sds[0].items()}
+    previous = None
     for _ in range(refine):
-        aligned = [apply_symmetry(s, layout, weight_matching(ref, s, layout, seed=seed, normalize=normalize,
-                                                             orbit_invariant=True)) for s in sds]
+        perms = [weight_matching(ref, s, layout, seed=seed, normalize=normalize, orbit_invariant=True) for s in sds]
+        key = [torch.cat([p[g] for g in sorted(p)]) if p else torch.zeros(0) for p in perms]
+        if previous is not None and all(torch.equal(a, b) for a, b in zip(key, previous, strict=True)):
+            break  # no network changed its alignment: the mean would not change either
+        previous = key
+        aligned = [apply_symmetry(s, layout, p) for s, p in zip(sds, perms, strict=True)]
         ref = {k: torch.stack([a[k].double() for a in aligned]).mean(0).to(v.dtype) if v.is_floating_point()
                else v.clone() for k, v in sds[0].items()}
     return ref

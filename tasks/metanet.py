@@ -52,8 +52,8 @@ class MetanetConfig:
     canonicalize: bool = opt(False, "align every model (all splits, --predict files) to a reference of its "
                              "architecture by weight matching before building its graph (the alternative to --augment "
                              "for position-bound models)")
-    canonical_refine: int = opt(1, "--canonicalize: align-and-average rounds that make the reference (0: the first "
-                                "training model)")
+    canonical_refine: int = opt(20, "--canonicalize: most align-and-average rounds that make the reference (stops "
+                                "when no alignment changes; 0: the first training model)")
     probes: int = opt(-1, "probe features: each neuron's activations on this many probe inputs (graph models; "
                       "0: off; -1: 16, 64 for INRs, when the zoo stores its networks' programs, else off)")
     probe_learned: bool = opt(True, "train the probe inputs with the metanetwork (else keep them fixed)")

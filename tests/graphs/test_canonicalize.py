@@ -122,7 +122,7 @@ def test_canonicalize_command_writes_an_aligned_copy(cnn_zoo, tmp_path, capsys):
         fp = layout.fingerprint
         rows = np.arange(a.num_models)
         pa, pb = a.read_rows(fp, rows)[0], b.read_rows(fp, rows)[0]
-        canon = Canonicalize.from_dataset(ZooDataset(cnn_zoo, "train", labels=[]), refine=1)
+        canon = Canonicalize.from_dataset(ZooDataset(cnn_zoo, "train", labels=[]))
         for i in range(a.num_models):  # each row is its own orbit member closest to the reference
             assert np.array_equal(pb[i], canon(torch.from_numpy(pa[i]), layout).numpy())
             assert np.array_equal(np.sort(pa[i]), np.sort(pb[i]))
