@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 from graphs.cli import run_cli  # noqa: E402
 from tasks import TASKS, read_checkpoint, save_checkpoint  # noqa: E402
 from tasks.config import TrainConfig, build_parser, from_dict, parse  # noqa: E402
+from tasks.ema import WeightEMA  # noqa: E402
 from tasks.rundir import RunLog, prepare_out, resume_point  # noqa: E402
 from tasks.runtime import Runtime  # noqa: E402
 
@@ -69,7 +70,8 @@ def train(cfg: TrainConfig | dict, task_cfg=None) -> dict:
     total = cfg.epochs * task.steps_per_epoch()
     total = min(total, cfg.max_steps) if cfg.max_steps else total
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    start, step, history, best, best_metrics = resume(cfg, config, model, opt, sched)
+    ema = WeightEMA(model, cfg.ema)  # off (the model itself) unless --ema
+    start, step, history, best, best_metrics = resume(cfg, config, model, opt, sched, ema)
     show = run.master and not cfg.quiet
     log = RunLog(cfg.out, enabled=run.master)
     for row in history:
@@ -94,6 +96,7 @@ def train(cfg: TrainConfig | dict, task_cfg=None) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_norm)
             opt.step()
             sched.step()
+            ema.update(model)
             step, seen = step + 1, seen + n
             losses.append(float(loss.detach()))
             for k, v in values.items():
@@ -102,7 +105,8 @@ def train(cfg: TrainConfig | dict, task_cfg=None) -> dict:
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         t_train += time.perf_counter() - t0
-        metrics = {**task.validate(model), **{f"train_{k}": float(np.mean(v)) for k, v in logs.items()}}
+        kept = ema.module  # what is validated, selected and saved: the average under --ema, else the model
+        metrics = {**task.validate(kept), **{f"train_{k}": float(np.mean(v)) for k, v in logs.items()}}
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **metrics})
         if show:
             print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f} " + " ".join(f"val_{k} {v:.4f}"
@@ -112,11 +116,10 @@ def train(cfg: TrainConfig | dict, task_cfg=None) -> dict:
             log.epoch(history[-1])
             improved = sign * metrics[task.select] > best
             best, best_metrics = (sign * metrics[task.select], metrics) if improved else (best, best_metrics)
-            ckpt = {"task": task.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            ckpt = {"task": task.name, "model": kept.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "model_config": task.model_config(), "train_config": config,
                     "step": step, "epoch": epoch + 1, "metrics": metrics, "history": history, "best": best,
-                    "best_metrics": best_metrics,
-                    **task.checkpoint_extras()}
+                    "best_metrics": best_metrics, **ema.checkpoint_entries(), **task.checkpoint_extras()}
             save_checkpoint(ckpt, os.path.join(cfg.out, "last.pt"))
             if improved:
                 save_checkpoint(ckpt, os.path.join(cfg.out, "best.pt"))
@@ -125,7 +128,7 @@ def train(cfg: TrainConfig | dict, task_cfg=None) -> dict:
     return finish(cfg, config, task, run, log, history, best_metrics, step, seen, t_train)
 
 
-def resume(cfg: TrainConfig, config: dict, model, opt, sched) -> tuple[int, int, list, float, dict]:
+def resume(cfg: TrainConfig, config: dict, model, opt, sched, ema: WeightEMA) -> tuple[int, int, list, float, dict]:
     """``(epochs done, steps done, history, best score, best metrics)``: zeros, or those of ``--resume``'s last.pt.
 
     Resuming restores the model, optimizer and schedule; the data order of the remaining epochs starts afresh.
@@ -134,7 +137,7 @@ def resume(cfg: TrainConfig, config: dict, model, opt, sched) -> tuple[int, int,
         return 0, 0, [], -math.inf, {}
     last = read_checkpoint(os.path.join(cfg.out, "last.pt"))
     start, step, history, best = resume_point(last, config)
-    model.load_state_dict(last["model"])
+    ema.restore(last)  # the model's weights (and the average's, under --ema)
     opt.load_state_dict(last["optimizer"])
     sched.load_state_dict(last["scheduler"])
     return start, step, history, best, dict(last.get("best_metrics", {}))

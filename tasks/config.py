@@ -38,6 +38,8 @@ class TrainConfig:
     batch_size: int = opt(32, "graphs (metanetwork tasks) or images (ghn) per optimizer step")
     lr: float = opt(1e-3, "AdamW learning rate (cosine schedule to 0)")
     weight_decay: float = opt(1e-4, "AdamW weight decay")
+    ema: float = opt(0.0, "exponential moving average of the weights with this decay per step (e.g. 0.999; 0: off): "
+                     "validated, selected and saved in place of the raw weights")
     hidden: int = opt(64, "hidden width of the model")
     layers: int = opt(4, "message-passing layers of the model")
     seed: int = opt(0, "random seed")
@@ -58,6 +60,8 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad option."""
         if self.epochs < 1:
             raise ValueError(f"--epochs {self.epochs}: train for at least 1 epoch")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.999 (0: off)")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: give at least 1")
         if self.max_steps < 0:
