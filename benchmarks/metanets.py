@@ -15,7 +15,7 @@ Graph models take 16 learned probe features by default (train.py's default on th
   edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
   edit-dilate    : the same with dilation (a 3x3 max filter); mse_identity: the unedited INR against the target
 Preprocessing rows: *-aug train on random neuron permutations (--augment), *-canon align every model to a
-reference first (--canonicalize).
+reference first (--canonicalize); *-ema validate and keep an EMA of the weights (--ema 0.995).
 Protocol: every model of a task gets the same epochs, batch size, width and grid of learning rates x
 weight decays (--lrs, --weight-decays); every run keeps its best-on-validation checkpoint; per model, the
 grid point with the best mean *validation* score (RMSE for predict, accuracy for classify, MSE for edit)
@@ -70,11 +70,12 @@ from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 from metanets.inr import SirenRenderer  # noqa: E402
 
-MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes",
+MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes",
                       "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
-          "classify-indep": ["gmn", "gmn-p64", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn", "render-cnn"],
+          "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn",
+                             "render-cnn"],
           "edit": ["gmn", "pna", "transformer", "nfn"], "edit-dilate": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
            "classify-indep": ("accuracy",), "edit": ("mse", "mse_identity"), "edit-dilate": ("mse", "mse_identity")}
@@ -85,10 +86,12 @@ VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": 
             "pna-noprobes": ["--model", "pna", "--probes", "0"],
             "gmn-fixed": ["--model", "gmn", "--no-probe-learned"], "gmn-p64": ["--model", "gmn", "--probes", "64"],
             "gmn-aug": ["--model", "gmn", "--augment"], "gmn-canon": ["--model", "gmn", "--canonicalize"],
-            "mlp-aug": ["--model", "mlp", "--augment"], "mlp-canon": ["--model", "mlp", "--canonicalize"]}
+            "mlp-aug": ["--model", "mlp", "--augment"], "mlp-canon": ["--model", "mlp", "--canonicalize"],
+            "gmn-ema": ["--model", "gmn", "--ema", "0.995"],
+            "gmn-p64-ema": ["--model", "gmn", "--probes", "64", "--ema", "0.995"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
           "gmn-fixed": "16 fixed", "gmn-p64": "64 learned", "gmn-aug": "16 learned",
-          "gmn-canon": "16 learned"}  # every other row: weights only
+          "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned"}  # others: weights only
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
