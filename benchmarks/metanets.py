@@ -94,7 +94,7 @@ PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned",
           "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned"}  # others: weights only
 
 
-def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
+def zoo(work: str, task: str, n_runs: int, n_images: int | None, views: int = 1) -> str:
     """Path of the task's zoo, built on first use."""
     if task.startswith("predict"):
         recipe = "digits-cnn-demo" if task == "predict" else "digits-cnn-small"
@@ -103,9 +103,10 @@ def zoo(work: str, task: str, n_runs: int, n_images: int | None) -> str:
             build_zoo(get_recipe(recipe, n_runs=n_runs), path, progress=True)
     else:
         recipe = "digits16-siren" if task == "classify-indep" else "digits-siren-shared"
-        path = os.path.join(work, f"{recipe}-{n_images or 'all'}.h5")
+        views = views if task == "classify-indep" else 1
+        path = os.path.join(work, f"{recipe}-{n_images or 'all'}{f'-x{views}' if views > 1 else ''}.h5")
         if not os.path.exists(path):
-            build_zoo(get_recipe(recipe, n_images=n_images), path, progress=True)
+            build_zoo(get_recipe(recipe, n_images=n_images, views=views), path, progress=True)
     return path
 
 
@@ -212,6 +213,8 @@ def main() -> None:
     ap.add_argument("--models", default="", help="comma-separated subset of models")
     ap.add_argument("--n-runs", type=int, default=600, help="training runs of the predict zoos (~2.6 nets a run)")
     ap.add_argument("--n-images", type=int, default=None, help="INRs of the classify/edit zoo (default: all)")
+    ap.add_argument("--views", type=int, default=1, help="SIRENs per image of the classify-indep zoo, each from its "
+                    "own initialization (splits by image)")
     ap.add_argument("--work", default="benchmarks/work")
     ap.add_argument("--out", default="benchmarks/results/metanets")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from OUT.json")
@@ -228,7 +231,7 @@ def main() -> None:
     grid = list(itertools.product([float(x) for x in args.lrs.split(",")],
                                   [float(x) for x in args.weight_decays.split(",")],
                                   range(args.first_seed, args.first_seed + args.seeds)))
-    jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images), *point)
+    jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images, args.views), *point)
             for task in args.tasks.split(",") for model in MODELS[task]
             if not args.models or model in args.models.split(",") for point in grid]
     results: dict = {}
@@ -269,10 +272,13 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     lines[0] += f" at commit {commit or '?'} on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs)"
+    views = getattr(args, "views", 1)
     zoos = {"predict": f"digits-cnn-demo, {args.n_runs} runs",
             "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures",
             "classify-indep": f"digits16-siren: digits upsampled to 16x16, independent initializations, "
-                              f"{args.n_images or 'all 1,797'} images; render-cnn: a CNN on the INRs' renders"}
+                              f"{args.n_images or 'all 1,797'} images"
+                              f"{f', {views} SIRENs per image (splits by image)' if views > 1 else ''}"
+                              "; render-cnn: a CNN on the INRs' renders"}
     for task, per_model in results.items():
         scored = [k for k in METRICS[task] if k != "mse_identity"]  # test metrics, then validation (selection)
         shown = list(METRICS[task]) + [f"val_{k}" for k in scored]

@@ -4,7 +4,8 @@ Classifier zoos store one model per checkpoint epoch of every run, labelled with
 (``test_acc``, ``test_loss``, ``train_acc``, ``train_loss``, ``epoch``) and the run's hyperparameters
 (``run``, ``width``, ``lr``, ...); the default split keeps all checkpoints of a run in one split
 (``group_by="run"``). INR zoos store one SIREN per image labelled ``class``/``class_name`` with its
-fit quality (``psnr``) and ``shared_init`` (1: every SIREN started from one initialization). Each
+fit quality (``psnr``), ``shared_init`` (1: every SIREN started from one initialization) and ``view``
+(which of the recipe's ``views`` SIRENs of that image; their splits then group by ``image_index``). Each
 architecture is traced once (``graphs.trace_program``), and its exported program is stored with the
 models, so the zoo is runnable (probe features need no source code).
 
@@ -28,7 +29,7 @@ from tqdm import tqdm
 import graphs
 from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
-from datasets.splits import SplitSpec
+from datasets.splits import DEFAULT_SPLIT, SplitSpec
 from datasets.zoo.data import load_data
 from datasets.zoo.images import load_images
 from datasets.zoo.inr import fit_sirens
@@ -42,6 +43,9 @@ __all__ = ["BuildResult", "build_classifier_zoo", "build_siren_zoo", "build_zoo"
 
 RUN_SPLIT = SplitSpec(group_by="run")
 """80/10/10 by training run: checkpoints of one run never straddle splits."""
+
+IMAGE_SPLIT = SplitSpec(group_by="image_index")
+"""80/10/10 by image: the SIRENs of one image (its views) never straddle splits."""
 
 
 @dataclass(frozen=True)
@@ -118,35 +122,45 @@ def build_classifier_zoo(recipe: ClassifierRecipe, out: str | os.PathLike, *,
 def build_siren_zoo(recipe: SirenRecipe, out: str | os.PathLike, *, data_path: str | os.PathLike | None = None,
                     device: str = "cpu", append: bool = False, threads: int | None = 1,
                     progress: bool = False) -> BuildResult:
-    """Fit one SIREN per image of ``recipe.images`` and write them (labels: ``class``, ``psnr``, ...).
+    """Fit ``recipe.views`` SIRENs per image of ``recipe.images`` and write them (labels: ``class``, ``psnr``, ...).
 
-    ``append`` adds to an existing zoo; a recipe seed already there is refused.
+    View ``v`` of image ``k`` (of ``N``) starts from the initialization of index ``v * N + k`` (see
+    :func:`fit_sirens`), so view 0 is the SIREN a one-view recipe fits. ``append`` adds to an existing
+    zoo; a recipe seed already there is refused.
     """
+    if recipe.views < 1:
+        raise ZooError(f"recipe {recipe.name!r}: views must be >= 1, got {recipe.views}")
+    if recipe.views > 1 and recipe.siren.shared_init:
+        raise ZooError(f"recipe {recipe.name!r}: views > 1 with shared_init would fit the same SIREN {recipe.views} "
+                       "times (every view starts from one initialization)")
     if append:
         _refuse_repeated_seeds(out, recipe.name, [recipe.seed], "seed")
     start = time.perf_counter()
     dev = resolve_device(device)
     images = load_images(recipe.images, data_path, recipe.size).take(recipe.n_images)
     cfg = recipe.siren
-    channels = int(images.images.shape[1])
+    n, channels = len(images), int(images.images.shape[1])
     layout, program = graphs.trace_program(Siren(2, cfg.hidden, cfg.depth, channels, cfg.w0, cfg.offset),
                                            torch.zeros(16, 2))
-    bar = tqdm(total=len(images), desc=f"build {recipe.name}", unit="inr", disable=not progress or None,
+    split = IMAGE_SPLIT if recipe.views > 1 else DEFAULT_SPLIT
+    bar = tqdm(total=n * recipe.views, desc=f"build {recipe.name}", unit="inr", disable=not progress or None,
                file=sys.stderr)
-    with num_threads(threads), open_writer(out, append) as writer:
+    with num_threads(threads), open_writer(out, append, split=split) as writer:
         program_index = writer.add_program(layout, program, "siren")
-        for lo in range(0, len(images), cfg.batch_size):
-            hi = min(len(images), lo + cfg.batch_size)
-            fit = fit_sirens(images.images[lo:hi], cfg, seed=recipe.seed, device=dev, first_index=lo,
-                             progress=bar.update)
-            classes = images.labels[lo:hi].tolist()
-            labels = {"class": classes, "class_name": [images.class_names[c] for c in classes],
-                      "image_index": list(range(lo, hi)), "psnr": fit.psnr.tolist(), "mse": fit.mse.tolist(),
-                      "recipe": [recipe.name] * (hi - lo), "data": [images.name] * (hi - lo),
-                      "seed": [recipe.seed] * (hi - lo), "shared_init": [int(cfg.shared_init)] * (hi - lo)}
-            writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels, program=program_index)
+        for view in range(recipe.views):
+            for lo in range(0, n, cfg.batch_size):
+                hi = min(n, lo + cfg.batch_size)
+                fit = fit_sirens(images.images[lo:hi], cfg, seed=recipe.seed, device=dev, first_index=view * n + lo,
+                                 progress=bar.update)
+                classes = images.labels[lo:hi].tolist()
+                labels = {"class": classes, "class_name": [images.class_names[c] for c in classes],
+                          "image_index": list(range(lo, hi)), "view": [view] * (hi - lo), "psnr": fit.psnr.tolist(),
+                          "mse": fit.mse.tolist(), "recipe": [recipe.name] * (hi - lo),
+                          "data": [images.name] * (hi - lo), "seed": [recipe.seed] * (hi - lo),
+                          "shared_init": [int(cfg.shared_init)] * (hi - lo)}
+                writer.add_rows(layout, stacked_rows(fit.params, layout), labels=labels, program=program_index)
     bar.close()
-    return BuildResult(len(images), len(images), time.perf_counter() - start)
+    return BuildResult(n * recipe.views, n, time.perf_counter() - start)
 
 
 def build_zoo(recipe: ClassifierRecipe | SirenRecipe, out: str | os.PathLike, **kwargs) -> BuildResult:
@@ -171,6 +185,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="recipe seed (default: the recipe's)")
     p.add_argument("--n-runs", type=int, help="number of training runs (classifier recipes)")
     p.add_argument("--n-images", type=int, help="number of images to fit (INR recipes)")
+    p.add_argument("--views", type=int, help="SIRENs per image, each from its own initialization (INR recipes; "
+                   "more than 1 splits by image)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads while training (default: 1, fastest for these small models)")
@@ -188,8 +204,9 @@ def _run(args: argparse.Namespace) -> int:
                  what="zoo")
     recipe = get_recipe(args.recipe, seed=args.seed)
     if isinstance(recipe, ClassifierRecipe):
-        if args.n_images is not None:
-            raise ZooError(f"--n-images applies to INR recipes; {args.recipe} trains classifiers (use --n-runs)")
+        if args.n_images is not None or args.views is not None:
+            raise ZooError(f"--n-images and --views apply to INR recipes; {args.recipe} trains classifiers (use "
+                           "--n-runs)")
         recipe = get_recipe(args.recipe, seed=args.seed, n_runs=args.n_runs)
         res = build_classifier_zoo(recipe, args.out, data_path=args.data_path, device=args.device,
                                    append=args.append, threads=args.threads or 1,
@@ -198,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if args.n_runs is not None:
             raise ZooError(f"--n-runs applies to classifier recipes; {args.recipe} fits INRs (use --n-images)")
-        recipe = get_recipe(args.recipe, seed=args.seed, n_images=args.n_images)
+        recipe = get_recipe(args.recipe, seed=args.seed, n_images=args.n_images, views=args.views)
         res = build_siren_zoo(recipe, args.out, data_path=args.data_path, device=args.device, append=args.append,
                               threads=args.threads or 1, progress=not args.quiet)
         what = f"{res.runs} images"

@@ -84,6 +84,8 @@ class SirenRecipe:
         size: Resize target for sources that are resized (``skimage``, ``folder``).
         siren: Architecture and fitting settings.
         seed: Initialization seed.
+        views: SIRENs fitted to every image, each from its own initialization (``view`` label 0..views-1);
+            with more than one, the splits keep all views of an image together (``group_by="image_index"``).
     """
 
     name: str
@@ -92,6 +94,7 @@ class SirenRecipe:
     size: tuple[int, int] = (32, 32)
     siren: SirenConfig = field(default_factory=SirenConfig)
     seed: int = 0
+    views: int = 1
 
 
 def sample_runs(recipe: ClassifierRecipe, in_channels: int, in_size: tuple[int, ...],
@@ -181,6 +184,10 @@ RECIPES: dict[str, ClassifierRecipe | SirenRecipe] = {
                                        siren=SirenConfig(steps=100, lr=1e-3, shared_init=True)),
     # The field's protocol (independent initializations) at a size closer to MNIST's: digits upsampled to 16x16.
     "digits16-siren": SirenRecipe(name="digits16-siren", images="digits16", siren=SirenConfig(steps=300, lr=1e-3)),
+    # The same with 8 SIRENs per image, each from its own initialization (splits by image): 14,376 INRs, so
+    # weight-only metanetworks see how one image looks under many initializations.
+    "digits16-siren-x8": SirenRecipe(name="digits16-siren-x8", images="digits16",
+                                     siren=SirenConfig(steps=300, lr=1e-3), views=8),
     "lfw-siren": SirenRecipe(name="lfw-siren", images="lfw", siren=SirenConfig(steps=500, lr=1e-3)),
     "skimage-siren": SirenRecipe(name="skimage-siren", images="skimage", size=(32, 32),
                                  siren=SirenConfig(steps=500, lr=1e-3)),

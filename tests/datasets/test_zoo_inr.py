@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import graphs
+from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
 from datasets.zoo.build import build_siren_zoo
 from datasets.zoo.images import load_images
@@ -109,3 +110,33 @@ def test_shared_init_starts_every_siren_from_one_initialization(tmp_path, digits
     build_siren_zoo(recipe, tmp_path / "inr.h5")
     with ZooReader(tmp_path / "inr.h5") as r:
         assert r.labels("shared_init").tolist() == [1] * 4
+
+
+def test_views_fit_each_image_from_several_initializations_and_split_by_image(tmp_path, digits):
+    cfg = SirenConfig(steps=5, batch_size=4)
+    one = replace(get_recipe("digits-siren"), n_images=10, siren=cfg)
+    build_siren_zoo(one, tmp_path / "one.h5")
+    res = build_siren_zoo(replace(one, views=3), tmp_path / "three.h5")
+    assert res.models == 30 and res.runs == 10
+    with ZooReader(tmp_path / "one.h5") as a, ZooReader(tmp_path / "three.h5") as r:
+        images, views = r.labels("image_index"), r.labels("view")
+        assert sorted(zip(images.tolist(), views.tolist(), strict=True)) == [(i, v) for i in range(10)
+                                                                           for v in range(3)]
+        assert r.labels("class").tolist() == digits.labels[images].tolist()
+        w = r.params(r.fingerprints[0])[...]
+        # view 0 is the one-view zoo's SIREN; other views of an image start elsewhere and end elsewhere
+        assert np.array_equal(w[views == 0], a.params(a.fingerprints[0])[...])
+        for i in range(10):
+            rows = w[images == i]
+            assert len(rows) == 3 and not np.array_equal(rows[0], rows[1]) and not np.array_equal(rows[1], rows[2])
+        split_of = {name: set(images[r.split(name)].tolist()) for name in r.split_names}
+        assert sum(len(s) for s in split_of.values()) == 10  # no image in two splits
+        assert sum(len(r.split(name)) for name in r.split_names) == 30
+        assert r.split_info()["group_by"] == "image_index"
+
+
+def test_views_refuse_a_shared_initialization(tmp_path):
+    recipe = replace(get_recipe("digits-siren-shared"), n_images=2, views=2, siren=SirenConfig(steps=1,
+                                                                                               shared_init=True))
+    with pytest.raises(ZooError, match="same SIREN"):
+        build_siren_zoo(recipe, tmp_path / "inr.h5")
