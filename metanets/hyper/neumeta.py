@@ -9,9 +9,16 @@ groups' sizes to their full sizes, and the network's width ratio. The output-sid
 its group's ratio, width) go through two residual MLPs :math:`A, B` (Fourier features of the unit and
 offset coordinates; the ratios as they are, so that the function is smooth in the width), with an
 embedding of the tensor, and a weight is their scaled inner product, per tensor rescaled by the mean
-and standard deviation of that tensor in the full network:
+and standard deviation of that tensor in the full network, times the fan-in factor :math:`f`, the length
+of the weight's input axis in the full network over its length in the sampled one:
 
-.. math:: w = \mu_t + \sigma_t \left( \langle A(c_o), B(c_i) \rangle / \sqrt{d} + b_t \right)
+.. math:: w = f \left( \mu_t + \sigma_t \left( \langle A(c_o), B(c_i) \rangle / \sqrt{d} + b_t \right) \right)
+
+A layer's pre-activation is a sum over its inputs; a narrow network sums over fewer of them, and
+without :math:`f` its pre-activations (and their balance against the biases) would shrink with the width
+of the input group, 4x at width 0.25. With :math:`f` the sampled sum is a quadrature of the same sum
+over the full network's units, so every width starts from one consistent function (exactly so for a
+manifold that is constant along the units); :math:`f = 1` at width 1.0.
 
 Each distinct unit is evaluated once (not each weight), and the rank-``d`` products can represent any
 weight matrix of up to ``d`` units. A network of any width in the family is sampled by evaluating the
@@ -57,6 +64,8 @@ class NeuMetaConfig:
     hidden: int = 64
     layers: int = 4
     frequencies: int = 6
+    fan_in_scale: bool = True
+    """Multiply each weight by its full fan-in over its sampled fan-in (:attr:`Coords.fan_in`)."""
 
 
 OUT_COLS = (0, 5, 7)
@@ -79,6 +88,9 @@ class Coords:
         out_rows: ``[U_o, 1 + 3]`` distinct output sides (tensor id, coordinates); ``in_rows`` likewise.
         out_spacing: ``[U_o]`` unit spacing of the out coordinate (0 on fixed groups): the noise scale.
         out_index: ``[E]`` row of each weight's output side; ``in_index`` likewise.
+        fan_in: ``[E]`` length of each weight's input axis in the full network over its length here: the
+            factor that keeps a layer's pre-activation (a sum over its inputs) at the full network's scale
+            when the input group is narrower (1 at width 1.0, on fixed input axes and on tensors without one).
         width: The network's width ratio.
     """
 
@@ -91,12 +103,13 @@ class Coords:
     in_rows: torch.Tensor
     in_spacing: torch.Tensor
     in_index: torch.Tensor
+    fan_in: torch.Tensor
     width: float
 
     def to(self, device: torch.device | str) -> Coords:
         """A copy on ``device``."""
         t = [x.to(device) for x in (self.tensor_id, self.out_rows, self.out_spacing, self.out_index, self.in_rows,
-                                     self.in_spacing, self.in_index)]
+                                     self.in_spacing, self.in_index, self.fan_in)]
         return Coords(self.names, self.shapes, *t, self.width)
 
 
@@ -154,7 +167,8 @@ def element_coords(layout: Layout, full: Layout, width: float) -> Coords:
         ValueError: A parameter with more than :data:`N_OFFSETS` offset coordinates.
     """
     full_ids = {p.name: i for i, p in enumerate(q for q in full.params if not q.is_buffer)}
-    names, shapes, tids, vals, spacings = [], [], [], [], []
+    full_shapes = {p.name: p.shape for p in full.params}
+    names, shapes, tids, vals, spacings, fans = [], [], [], [], [], []
     for p in layout.params:
         if p.is_buffer:
             continue
@@ -190,10 +204,12 @@ def element_coords(layout: Layout, full: Layout, width: float) -> Coords:
         tids.append(torch.full((p.numel,), full_ids[p.name], dtype=torch.long))
         vals.append(torch.stack(grids, dim=1))
         spacings.append(torch.stack([out[1], inn[1]], dim=1))
+        fan = full_shapes[p.name][in_ax] / p.shape[in_ax] if in_ax is not None else 1.0
+        fans.append(torch.full((p.numel,), fan, dtype=torch.float32))
     tid, vals, spacing = torch.cat(tids), torch.cat(vals), torch.cat(spacings)
     out = _distinct(tid, vals[:, list(OUT_COLS)], spacing[:, 0])
     inn = _distinct(tid, vals[:, list(IN_COLS)], spacing[:, 1])
-    return Coords(names, shapes, tid, *out, *inn, float(width))
+    return Coords(names, shapes, tid, *out, *inn, torch.cat(fans), float(width))
 
 
 class _Side(nn.Module):
@@ -266,8 +282,8 @@ class NeuMeta(nn.Module):
         a = self.out_side(sides[0]).float()[coords.out_index]
         b = self.in_side(sides[1]).float()[coords.in_index]
         tid = coords.tensor_id
-        out = (a * b).sum(-1) / math.sqrt(a.shape[-1]) + self.bias[tid]
-        return self.mean[tid] + self.std[tid] * out
+        out = self.mean[tid] + self.std[tid] * ((a * b).sum(-1) / math.sqrt(a.shape[-1]) + self.bias[tid])
+        return out * coords.fan_in if self.config.fan_in_scale else out
 
     def forward(self, coords: Coords, noise: float = 0.0) -> dict[str, torch.Tensor]:
         flat = self.values(coords, noise)
