@@ -47,7 +47,7 @@ from graphs.layout import Layout
 from graphs.width import WidthFamily, unit_coordinates
 from metanets.hyper.apply import full_state_dict, functional_forward, recompute_bn_stats
 
-__all__ = ["Coords", "NeuMeta", "NeuMetaConfig", "NeuMetaLoss", "element_coords", "sample_params",
+__all__ = ["Coords", "NeuMeta", "NeuMetaConfig", "NeuMetaLoss", "element_coords", "fourier_features", "sample_params",
            "sample_state_dict"]
 
 N_OFFSETS = 3
@@ -66,6 +66,8 @@ class NeuMetaConfig:
     frequencies: int = 6
     fan_in_scale: bool = True
     """Multiply each weight by its full fan-in over its sampled fan-in (:attr:`Coords.fan_in`)."""
+    cell_filter: bool = True
+    """Average each unit coordinate's Fourier features over its cell (:func:`fourier_features`)."""
 
 
 OUT_COLS = (0, 5, 7)
@@ -212,6 +214,25 @@ def element_coords(layout: Layout, full: Layout, width: float) -> Coords:
     return Coords(names, shapes, tid, *out, *inn, torch.cat(fans), float(width))
 
 
+def fourier_features(v: torch.Tensor, freqs: torch.Tensor, n_fourier: int,
+                     spacing: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``[U, C + 2 F k]``: the coordinates ``v [U, C]``, then sines and cosines of the first ``F`` at ``freqs [k]``.
+
+    With ``spacing [U]`` (the unit spacing :math:`h` of each row's first coordinate, 0 on fixed groups) the
+    first coordinate's features are their average over a Gaussian of std :math:`h / 2` around the unit,
+    :math:`E[\sin \omega (x + \epsilon)] = \sin(\omega x) \, e^{-\omega^2 h^2 / 8}`: a unit of a group of
+    ``n`` stands for a cell of width ``1 / n``, and the frequencies that its ``n`` samples cannot resolve
+    (they alias to other frequencies at a narrow width) fade out, smoothly in the width.
+    """
+    x = v[:, :n_fourier, None] * freqs  # [U, F, k]
+    sin, cos = torch.sin(x), torch.cos(x)
+    if spacing is not None:
+        damp = torch.exp(-(freqs * spacing[:, None]) ** 2 / 8.0)[:, None]  # [U, 1, k]
+        sin = torch.cat([sin[:, :1] * damp, sin[:, 1:]], dim=1)
+        cos = torch.cat([cos[:, :1] * damp, cos[:, 1:]], dim=1)
+    return torch.cat([v, sin.flatten(-2), cos.flatten(-2)], dim=-1)
+
+
 class _Side(nn.Module):
     """Residual MLP over the Fourier features of one side's coordinates (plus a tensor embedding)."""
 
@@ -225,10 +246,9 @@ class _Side(nn.Module):
                                     for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        tid, v = rows[:, 0].long(), rows[:, 1:]
-        x = v[:, :self.n_fourier, None] * self.freqs
-        h = self.inp(torch.cat([v, torch.sin(x).flatten(-2), torch.cos(x).flatten(-2)], dim=-1)) + self.embed(tid)
+    def forward(self, rows: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
+        tid = rows[:, 0].long()
+        h = self.inp(fourier_features(rows[:, 1:], self.freqs, self.n_fourier, spacing)) + self.embed(tid)
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
@@ -279,8 +299,9 @@ class NeuMeta(nn.Module):
                 eps = torch.randn(spacing.shape, device=rows.device, generator=generator) * spacing * noise
                 rows = torch.cat([rows[:, :1], rows[:, 1:2] + eps[:, None], rows[:, 2:]], dim=1)
             sides.append(rows)
-        a = self.out_side(sides[0]).float()[coords.out_index]
-        b = self.in_side(sides[1]).float()[coords.in_index]
+        cell = self.config.cell_filter
+        a = self.out_side(sides[0], coords.out_spacing if cell else None).float()[coords.out_index]
+        b = self.in_side(sides[1], coords.in_spacing if cell else None).float()[coords.in_index]
         tid = coords.tensor_id
         out = self.mean[tid] + self.std[tid] * ((a * b).sum(-1) / math.sqrt(a.shape[-1]) + self.bias[tid])
         return out * coords.fan_in if self.config.fan_in_scale else out

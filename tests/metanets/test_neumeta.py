@@ -9,6 +9,7 @@ import sys
 import textwrap
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ import train as train_script
 from datasets.zoo.data import load_digits_data
 from graphs.cli import load_factory, run_cli
 from graphs.width import select_units, shortest_path_order, smooth, total_variation, trace_family, unit_coordinates
-from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig, element_coords, sample_state_dict
+from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig, element_coords, fourier_features, sample_state_dict
 from metanets.models import model_from_checkpoint
 
 FAMILIES = textwrap.dedent('''
@@ -276,9 +277,32 @@ def test_checkpoints_from_before_the_fan_in_factor_sample_as_they_were_trained(f
     model = NeuMeta(NeuMetaConfig(fam.full.to_json(), 8, 1, 2))
     old = {k: v for k, v in asdict(model.config).items() if k != "fan_in_scale"}
     ckpt = {"model_config": {"name": "neumeta", "neumeta": old}, "model": model.state_dict()}
-    assert model_from_checkpoint(ckpt).config.fan_in_scale is False
+    old = {k: v for k, v in old.items() if k != "cell_filter"}
+    ckpt = {"model_config": {"name": "neumeta", "neumeta": old}, "model": model.state_dict()}
+    cfg = model_from_checkpoint(ckpt).config
+    assert (cfg.fan_in_scale, cfg.cell_filter) == (False, False)
     ckpt["model_config"]["neumeta"] = asdict(model.config)
-    assert model_from_checkpoint(ckpt).config.fan_in_scale is True
+    cfg = model_from_checkpoint(ckpt).config
+    assert (cfg.fan_in_scale, cfg.cell_filter) == (True, True)
+
+
+def test_cell_filter_is_the_average_of_the_features_over_a_gaussian_of_half_the_spacing():
+    torch.manual_seed(0)
+    freqs = math.pi * 2.0 ** torch.arange(6, dtype=torch.float64)
+    v = torch.rand(5, 4, dtype=torch.float64)  # unit, one offset, ratio, width
+    spacing = torch.tensor([1 / 8, 1 / 12, 1 / 32, 0.0, 1 / 6], dtype=torch.float64)
+    got = fourier_features(v, freqs, 2, spacing)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)  # E over a standard normal, exact for smooth f
+    nodes, weights = torch.as_tensor(nodes), torch.as_tensor(weights / weights.sum())
+    expect = torch.zeros_like(got)
+    for z, w in zip(nodes, weights, strict=True):
+        jitter = v.clone()
+        jitter[:, 0] += z * spacing / 2
+        expect += w * fourier_features(jitter, freqs, 2)
+    expect[:, :4] = v  # the raw coordinates are kept as they are
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got[3], fourier_features(v, freqs, 2)[3], rtol=0, atol=0)  # a fixed group: as it is
+    torch.testing.assert_close(got[:, 4 + 6:4 + 12], fourier_features(v, freqs, 2)[:, 4 + 6:4 + 12], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------- end to end
