@@ -20,6 +20,10 @@ of the input group, 4x at width 0.25. With :math:`f` the sampled sum is a quadra
 over the full network's units, so every width starts from one consistent function (exactly so for a
 manifold that is constant along the units); :math:`f = 1` at width 1.0.
 
+A unit of a group of ``n`` units stands for a cell of width ``1 / n``: its unit coordinate's Fourier
+features are averaged over a Gaussian of std ``1 / (2 n)`` (:func:`fourier_features`), so the
+frequencies that ``n`` samples cannot resolve fade out at narrow widths instead of aliasing.
+
 Each distinct unit is evaluated once (not each weight), and the rank-``d`` products can represent any
 weight matrix of up to ``d`` units. A network of any width in the family is sampled by evaluating the
 function at its coordinates.
