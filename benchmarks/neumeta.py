@@ -4,7 +4,7 @@
 
 For each small family (an MLP, and a CNN with BatchNorm, not fused) and seed:
 
-(a) the manifold (``train.py --task neumeta``, smoothing on) sampled at every ratio;
+(a) the manifold (``train.py --task neumeta``, smoothing on, lr 3e-3 as (b)) sampled at every ratio;
 (b) the network of that ratio trained alone from scratch with the full network's budget (same steps, batch, lr);
 (c) structured magnitude pruning of the full network: keep the units with the largest L1 norm of incoming
     weights in every permutable group (``graphs.width.select_units``), BatchNorm statistics recomputed;
@@ -142,6 +142,7 @@ def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str) -> d
         t0 = time.perf_counter()
         train_script.main(["--task", "neumeta", "--factory", f"{fam_file}:{name}", "--checkpoint", ck,
                            "--dataset", "digits", "--out", run, "--epochs", str(epochs), "--seed", str(seed),
+                           "--lr", str(LR),
                            "--threads", "1", "--quiet", "--overwrite", *extra])
         out[f"{key}_train_s"] = time.perf_counter() - t0
         res = eval_script.main([os.path.join(run, "best.pt"), "--threads", "1", "--no-plot"])
@@ -177,7 +178,7 @@ def main() -> None:
     cols = ["manifold", "individual", "pruned", "manifold_no_smoothing"]
     lines = [f"# Weight manifold over widths on digits (commit {result['commit']}, {machine})", "",
              f"Test accuracy against width ratio, mean over seeds {args.seeds}. Manifold: {args.epochs} epochs of "
-             f"train.py --task neumeta (defaults); individual: each width trained alone for {STEPS} steps of "
+             f"train.py --task neumeta (defaults, lr {LR}); individual: each width trained alone for {STEPS} steps of "
              f"{BATCH} (Adam {LR}), as the full network; pruned: the full network, top-L1 units per group, "
              "BatchNorm statistics recomputed. '*' = a width the manifold never trained at.", ""]
     fig, axes = plt.subplots(1, len(args.families.split(",")), figsize=(5 * len(args.families.split(",")), 3.8),

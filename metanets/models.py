@@ -173,7 +173,8 @@ def model_from_checkpoint(ckpt: dict[str, Any], probe: nn.Module | None = None) 
         if mcfg.get("name") == "ghn":  # a graph hypernetwork (train.py --task ghn)
             model = GHN(GHNConfig(**mcfg["ghn"]))
         elif mcfg.get("name") == "neumeta":  # a weight manifold over widths (train.py --task neumeta)
-            model = NeuMeta(NeuMetaConfig(**mcfg["neumeta"]))
+            # checkpoints written before the fan-in factor and the cell filter existed were trained without them
+            model = NeuMeta(NeuMetaConfig(**{"fan_in_scale": False, "cell_filter": False, **mcfg["neumeta"]}))
         else:
             model = build_model(ModelConfig.from_dict(mcfg), probe)
     except TypeError as exc:  # a key the config dataclasses do not have

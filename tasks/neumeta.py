@@ -81,6 +81,7 @@ class NeuMetaTrainConfig:
     coord_noise: float = opt(0.1, "std of the unit-coordinate noise, in unit spacings")
     smooth: bool = opt(True, "reorder the full network's neurons for smoothness before training")
     frequencies: int = opt(6, "Fourier frequencies per coordinate")
+    cell_filter: bool = opt(True, "average unit-coordinate Fourier features over the unit's cell (1 / units)")
     bn_batches: int = opt(4, "batches whose statistics replace BatchNorm running statistics (validation, eval)")
 
     def validate(self, common: Any) -> None:
@@ -202,7 +203,8 @@ class NeuMetaTask(Task):
 
     def build_model(self) -> nn.Module:
         """A weight manifold for the family, its output scale taken from the full network."""
-        self.mcfg = NeuMetaConfig(self.family.full.to_json(), self.cfg.hidden, self.cfg.layers, self.tc.frequencies)
+        self.mcfg = NeuMetaConfig(self.family.full.to_json(), self.cfg.hidden, self.cfg.layers, self.tc.frequencies,
+                                  cell_filter=self.tc.cell_filter)
         model = NeuMeta(self.mcfg)
         model.set_scale(self.full_sd)
         return model.to(self.device)

@@ -9,9 +9,20 @@ groups' sizes to their full sizes, and the network's width ratio. The output-sid
 its group's ratio, width) go through two residual MLPs :math:`A, B` (Fourier features of the unit and
 offset coordinates; the ratios as they are, so that the function is smooth in the width), with an
 embedding of the tensor, and a weight is their scaled inner product, per tensor rescaled by the mean
-and standard deviation of that tensor in the full network:
+and standard deviation of that tensor in the full network, times the fan-in factor :math:`f`, the length
+of the weight's input axis in the full network over its length in the sampled one:
 
-.. math:: w = \mu_t + \sigma_t \left( \langle A(c_o), B(c_i) \rangle / \sqrt{d} + b_t \right)
+.. math:: w = f \left( \mu_t + \sigma_t \left( \langle A(c_o), B(c_i) \rangle / \sqrt{d} + b_t \right) \right)
+
+A layer's pre-activation is a sum over its inputs; a narrow network sums over fewer of them, and
+without :math:`f` its pre-activations (and their balance against the biases) would shrink with the width
+of the input group, 4x at width 0.25. With :math:`f` the sampled sum is a quadrature of the same sum
+over the full network's units, so every width starts from one consistent function (exactly so for a
+manifold that is constant along the units); :math:`f = 1` at width 1.0.
+
+A unit of a group of ``n`` units stands for a cell of width ``1 / n``: its unit coordinate's Fourier
+features are averaged over a Gaussian of std ``1 / (2 n)`` (:func:`fourier_features`), so the
+frequencies that ``n`` samples cannot resolve fade out at narrow widths instead of aliasing.
 
 Each distinct unit is evaluated once (not each weight), and the rank-``d`` products can represent any
 weight matrix of up to ``d`` units. A network of any width in the family is sampled by evaluating the
@@ -40,7 +51,7 @@ from graphs.layout import Layout
 from graphs.width import WidthFamily, unit_coordinates
 from metanets.hyper.apply import full_state_dict, functional_forward, recompute_bn_stats
 
-__all__ = ["Coords", "NeuMeta", "NeuMetaConfig", "NeuMetaLoss", "element_coords", "sample_params",
+__all__ = ["Coords", "NeuMeta", "NeuMetaConfig", "NeuMetaLoss", "element_coords", "fourier_features", "sample_params",
            "sample_state_dict"]
 
 N_OFFSETS = 3
@@ -57,6 +68,10 @@ class NeuMetaConfig:
     hidden: int = 64
     layers: int = 4
     frequencies: int = 6
+    fan_in_scale: bool = True
+    """Multiply each weight by its full fan-in over its sampled fan-in (:attr:`Coords.fan_in`)."""
+    cell_filter: bool = True
+    """Average each unit coordinate's Fourier features over its cell (:func:`fourier_features`)."""
 
 
 OUT_COLS = (0, 5, 7)
@@ -79,6 +94,9 @@ class Coords:
         out_rows: ``[U_o, 1 + 3]`` distinct output sides (tensor id, coordinates); ``in_rows`` likewise.
         out_spacing: ``[U_o]`` unit spacing of the out coordinate (0 on fixed groups): the noise scale.
         out_index: ``[E]`` row of each weight's output side; ``in_index`` likewise.
+        fan_in: ``[E]`` length of each weight's input axis in the full network over its length here: the
+            factor that keeps a layer's pre-activation (a sum over its inputs) at the full network's scale
+            when the input group is narrower (1 at width 1.0, on fixed input axes and on tensors without one).
         width: The network's width ratio.
     """
 
@@ -91,12 +109,13 @@ class Coords:
     in_rows: torch.Tensor
     in_spacing: torch.Tensor
     in_index: torch.Tensor
+    fan_in: torch.Tensor
     width: float
 
     def to(self, device: torch.device | str) -> Coords:
         """A copy on ``device``."""
         t = [x.to(device) for x in (self.tensor_id, self.out_rows, self.out_spacing, self.out_index, self.in_rows,
-                                     self.in_spacing, self.in_index)]
+                                     self.in_spacing, self.in_index, self.fan_in)]
         return Coords(self.names, self.shapes, *t, self.width)
 
 
@@ -154,7 +173,8 @@ def element_coords(layout: Layout, full: Layout, width: float) -> Coords:
         ValueError: A parameter with more than :data:`N_OFFSETS` offset coordinates.
     """
     full_ids = {p.name: i for i, p in enumerate(q for q in full.params if not q.is_buffer)}
-    names, shapes, tids, vals, spacings = [], [], [], [], []
+    full_shapes = {p.name: p.shape for p in full.params}
+    names, shapes, tids, vals, spacings, fans = [], [], [], [], [], []
     for p in layout.params:
         if p.is_buffer:
             continue
@@ -190,10 +210,31 @@ def element_coords(layout: Layout, full: Layout, width: float) -> Coords:
         tids.append(torch.full((p.numel,), full_ids[p.name], dtype=torch.long))
         vals.append(torch.stack(grids, dim=1))
         spacings.append(torch.stack([out[1], inn[1]], dim=1))
+        fan = full_shapes[p.name][in_ax] / p.shape[in_ax] if in_ax is not None else 1.0
+        fans.append(torch.full((p.numel,), fan, dtype=torch.float32))
     tid, vals, spacing = torch.cat(tids), torch.cat(vals), torch.cat(spacings)
     out = _distinct(tid, vals[:, list(OUT_COLS)], spacing[:, 0])
     inn = _distinct(tid, vals[:, list(IN_COLS)], spacing[:, 1])
-    return Coords(names, shapes, tid, *out, *inn, float(width))
+    return Coords(names, shapes, tid, *out, *inn, torch.cat(fans), float(width))
+
+
+def fourier_features(v: torch.Tensor, freqs: torch.Tensor, n_fourier: int,
+                     spacing: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``[U, C + 2 F k]``: the coordinates ``v [U, C]``, then sines and cosines of the first ``F`` at ``freqs [k]``.
+
+    With ``spacing [U]`` (the unit spacing :math:`h` of each row's first coordinate, 0 on fixed groups) the
+    first coordinate's features are their average over a Gaussian of std :math:`h / 2` around the unit,
+    :math:`E[\sin \omega (x + \epsilon)] = \sin(\omega x) \, e^{-\omega^2 h^2 / 8}`: a unit of a group of
+    ``n`` stands for a cell of width ``1 / n``, and the frequencies that its ``n`` samples cannot resolve
+    (they alias to other frequencies at a narrow width) fade out, smoothly in the width.
+    """
+    x = v[:, :n_fourier, None] * freqs  # [U, F, k]
+    sin, cos = torch.sin(x), torch.cos(x)
+    if spacing is not None:
+        damp = torch.exp(-(freqs * spacing[:, None]) ** 2 / 8.0)[:, None]  # [U, 1, k]
+        sin = torch.cat([sin[:, :1] * damp, sin[:, 1:]], dim=1)
+        cos = torch.cat([cos[:, :1] * damp, cos[:, 1:]], dim=1)
+    return torch.cat([v, sin.flatten(-2), cos.flatten(-2)], dim=-1)
 
 
 class _Side(nn.Module):
@@ -209,10 +250,9 @@ class _Side(nn.Module):
                                     for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        tid, v = rows[:, 0].long(), rows[:, 1:]
-        x = v[:, :self.n_fourier, None] * self.freqs
-        h = self.inp(torch.cat([v, torch.sin(x).flatten(-2), torch.cos(x).flatten(-2)], dim=-1)) + self.embed(tid)
+    def forward(self, rows: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
+        tid = rows[:, 0].long()
+        h = self.inp(fourier_features(rows[:, 1:], self.freqs, self.n_fourier, spacing)) + self.embed(tid)
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
@@ -263,11 +303,12 @@ class NeuMeta(nn.Module):
                 eps = torch.randn(spacing.shape, device=rows.device, generator=generator) * spacing * noise
                 rows = torch.cat([rows[:, :1], rows[:, 1:2] + eps[:, None], rows[:, 2:]], dim=1)
             sides.append(rows)
-        a = self.out_side(sides[0]).float()[coords.out_index]
-        b = self.in_side(sides[1]).float()[coords.in_index]
+        cell = self.config.cell_filter
+        a = self.out_side(sides[0], coords.out_spacing if cell else None).float()[coords.out_index]
+        b = self.in_side(sides[1], coords.in_spacing if cell else None).float()[coords.in_index]
         tid = coords.tensor_id
-        out = (a * b).sum(-1) / math.sqrt(a.shape[-1]) + self.bias[tid]
-        return self.mean[tid] + self.std[tid] * out
+        out = self.mean[tid] + self.std[tid] * ((a * b).sum(-1) / math.sqrt(a.shape[-1]) + self.bias[tid])
+        return out * coords.fan_in if self.config.fan_in_scale else out
 
     def forward(self, coords: Coords, noise: float = 0.0) -> dict[str, torch.Tensor]:
         flat = self.values(coords, noise)

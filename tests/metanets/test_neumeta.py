@@ -2,11 +2,14 @@
 that load strictly at any width, and train.py / eval.py end to end."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,7 +20,8 @@ import train as train_script
 from datasets.zoo.data import load_digits_data
 from graphs.cli import load_factory, run_cli
 from graphs.width import select_units, shortest_path_order, smooth, total_variation, trace_family, unit_coordinates
-from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig, element_coords, sample_state_dict
+from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig, element_coords, fourier_features, sample_state_dict
+from metanets.models import model_from_checkpoint
 
 FAMILIES = textwrap.dedent('''
     from torch import nn
@@ -220,6 +224,85 @@ def test_sampling_a_network_of_another_family_is_a_clear_error(fam_file):
     model = NeuMeta(NeuMetaConfig(fam.full.to_json(), 8, 1, 2))
     with pytest.raises(ValueError, match="different parameters"):
         sample_state_dict(model, _make(fam_file, "cnn")(0.5), 0.5, torch.zeros(4, 1, 8, 8))
+
+
+def test_fan_in_is_full_over_sampled_input_length(fam_file):
+    fam = trace_family(_make(fam_file, "cnn"), (X,), [0.5], "cnn")
+    c = element_coords(fam.layouts[0.5], fam.full, 0.5)
+    fan = dict(zip(c.names, c.fan_in.split([math.prod(s) for s in c.shapes]), strict=True))
+    assert torch.equal(fan["0.weight"], torch.ones(2 * 1 * 9))  # the image channel is fixed
+    assert torch.equal(fan["3.weight"], torch.full((4 * 2 * 9,), 2.0))  # 4 of 8 ... 2 of 4 input channels
+    assert torch.equal(fan["7.weight"], torch.full((10 * 4 * 64,), 2.0))  # flattened 4 x 64 of 8 x 64 features
+    assert all(torch.equal(fan[n], torch.ones_like(fan[n])) for n in ("0.bias", "1.weight", "1.bias", "7.bias"))
+    full = element_coords(fam.full, fam.full, 1.0)
+    assert torch.equal(full.fan_in, torch.ones_like(full.fan_in))
+
+
+def _constant_manifold(fam, seed=0):
+    """A manifold whose every tensor is one value (its mean), however wide the network: the smoothest there is."""
+    torch.manual_seed(seed)
+    model = NeuMeta(NeuMetaConfig(fam.full.to_json(), 8, 1, 2)).double().eval()
+    with torch.no_grad():
+        model.out_side.out[1].weight.zero_()
+        model.out_side.out[1].bias.zero_()
+        model.mean.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_a_constant_manifold_samples_one_function_at_every_width(fam_file, scaled):
+    # With every weight of a tensor equal, a ReLU MLP of any width computes the full network's function exactly
+    # when each weight is multiplied by full fan-in / sampled fan-in: a layer's pre-activation is a sum over
+    # its inputs, and the sum over 4 of 16 units is a quarter of the sum over 16 without the factor.
+    make = _make(fam_file, "mlp")
+    fam = trace_family(make, (X,), [0.25, 0.5], "mlp")
+    model = _constant_manifold(fam)
+    model.config.fan_in_scale = scaled
+    x = load_digits_data().x_test[:64].double()
+    logits = {}
+    for r in (0.25, 0.5, 1.0):
+        net = make(r).double()
+        net.load_state_dict(sample_state_dict(model, net, r, x), strict=True)
+        logits[r] = net.eval()(x).detach()
+    assert float(logits[1.0].std()) > 0.1  # the network does something
+    for r in (0.25, 0.5):
+        if scaled:
+            torch.testing.assert_close(logits[r], logits[1.0], rtol=1e-12, atol=1e-12)
+        else:
+            assert not torch.allclose(logits[r], logits[1.0], rtol=0.1, atol=0.1)
+
+
+def test_checkpoints_from_before_the_fan_in_factor_sample_as_they_were_trained(fam_file):
+    fam = trace_family(_make(fam_file, "mlp"), (X,), [0.5], "mlp")
+    model = NeuMeta(NeuMetaConfig(fam.full.to_json(), 8, 1, 2))
+    old = {k: v for k, v in asdict(model.config).items() if k != "fan_in_scale"}
+    ckpt = {"model_config": {"name": "neumeta", "neumeta": old}, "model": model.state_dict()}
+    old = {k: v for k, v in old.items() if k != "cell_filter"}
+    ckpt = {"model_config": {"name": "neumeta", "neumeta": old}, "model": model.state_dict()}
+    cfg = model_from_checkpoint(ckpt).config
+    assert (cfg.fan_in_scale, cfg.cell_filter) == (False, False)
+    ckpt["model_config"]["neumeta"] = asdict(model.config)
+    cfg = model_from_checkpoint(ckpt).config
+    assert (cfg.fan_in_scale, cfg.cell_filter) == (True, True)
+
+
+def test_cell_filter_is_the_average_of_the_features_over_a_gaussian_of_half_the_spacing():
+    torch.manual_seed(0)
+    freqs = math.pi * 2.0 ** torch.arange(6, dtype=torch.float64)
+    v = torch.rand(5, 4, dtype=torch.float64)  # unit, one offset, ratio, width
+    spacing = torch.tensor([1 / 8, 1 / 12, 1 / 32, 0.0, 1 / 6], dtype=torch.float64)
+    got = fourier_features(v, freqs, 2, spacing)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)  # E over a standard normal, exact for smooth f
+    nodes, weights = torch.as_tensor(nodes), torch.as_tensor(weights / weights.sum())
+    expect = torch.zeros_like(got)
+    for z, w in zip(nodes, weights, strict=True):
+        jitter = v.clone()
+        jitter[:, 0] += z * spacing / 2
+        expect += w * fourier_features(jitter, freqs, 2)
+    expect[:, :4] = v  # the raw coordinates are kept as they are
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got[3], fourier_features(v, freqs, 2)[3], rtol=0, atol=0)  # a fixed group: as it is
+    torch.testing.assert_close(got[:, 4 + 6:4 + 12], fourier_features(v, freqs, 2)[:, 4 + 6:4 + 12], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------- end to end
