@@ -48,5 +48,8 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
-        d["gmn"] = GMNConfig(**d.get("gmn", {}))
+        gmn = dict(d.get("gmn", {}))
+        gmn.setdefault("readout", "graph")  # the readout of checkpoints written before these options existed
+        gmn.setdefault("readout_norm", False)
+        d["gmn"] = GMNConfig(**gmn)
         return cls(**d)

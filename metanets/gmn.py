@@ -33,6 +33,16 @@ class GMNConfig:
         edge_depth: Layers of the ``gmn`` edge update (1: GatedGCN-style, 2: two-layer MLP).
         readout_stats: Predictors only, zoos of one architecture: concatenate StatNN's per-tensor weight
             statistics (invariant) to the pooled graph features before the head.
+        readout: Predictors only. ``"group"``: mean and max pools per node type and per edge group
+            (each parameter tensor when ``max_layers > 0``, else each edge type), see
+            :class:`metanets.pooling.GroupPool`; ``"graph"``: mean and max over all nodes and all
+            edges (:class:`metanets.pooling.GraphPool`; checkpoints written before ``readout``
+            existed load with it).
+        readout_norm: Predictors only: standardize each pooled feature over the graphs of a batch
+            (:class:`metanets.pooling.PoolNorm`, a BatchNorm) before the head. Without it the head of a
+            zoo whose graphs differ little (INRs near their random init) reads features that are the
+            same in every graph up to a few percent and does not learn (checkpoints written before
+            the option existed load without it).
         probe_dim: Probe features per node (0: none). With ``P > 0`` every batch needs ``probe [N, P]``
             from :class:`metanets.probes.ProbeFeatures` (predictors take it as ``Predictor(cfg, probe=...)``).
     """
@@ -46,6 +56,8 @@ class GMNConfig:
     heads: int = 4
     edge_depth: int = 2
     readout_stats: bool = False
+    readout: str = "group"
+    readout_norm: bool = True
     probe_dim: int = 0
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
+from graphs.param_graph import EDGE_TYPES, NodeType
 from metanets.baselines import build_baseline
 from metanets.baselines.common import layout_of
 from metanets.baselines.statnn import STATISTICS, statnn_features, summarized
@@ -22,12 +23,15 @@ from metanets.gmn import GMNBackbone, head
 from metanets.hyper import GHN, GHNConfig
 from metanets.hyper.neumeta import NeuMeta, NeuMetaConfig
 from metanets.normalize import Normalizer, slot_mask
-from metanets.pooling import GraphPool
+from metanets.pooling import GraphPool, GroupPool, PoolNorm
 
 __all__ = ["GRAPH_MODELS", "Editor", "ModelConfig", "Predictor", "TargetScale", "build_model", "model_from_checkpoint"]
 
 class Predictor(nn.Module):
     r"""Graph metanetwork with an invariant readout: :math:`y = \rho(\mathrm{pool}(\mathrm{GMN}(G)))`.
+
+    With ``cfg.gmn.readout_norm`` the pooled vector is standardized over the graphs of the batch
+    (:class:`metanets.pooling.PoolNorm`) before the head reads it.
 
     With ``cfg.gmn.readout_stats`` (zoos of one architecture), the head reads
     :math:`[\mathrm{pool}(\mathrm{GMN}(G)),\ \mathrm{LN}(W s(G))]` where :math:`s` are StatNN's
@@ -47,20 +51,35 @@ class Predictor(nn.Module):
         self.probe = probe
         self.normalizer = Normalizer(cfg.num_norm_keys, cfg.normalize_by)
         self.backbone = GMNBackbone(cfg.gmn)
-        self.pool = GraphPool()
-        d = cfg.gmn.hidden
+        d, layers = cfg.gmn.hidden, cfg.gmn.max_layers
+        if cfg.gmn.readout == "group":  # edges grouped by tensor where layer ids are on, else by type
+            self.pool = GroupPool(len(NodeType), layers if layers > 0 else len(EDGE_TYPES))
+            pooled = 2 * (self.pool.node_groups + self.pool.edge_groups) * d
+        elif cfg.gmn.readout == "graph":
+            self.pool, pooled = GraphPool(), 4 * d
+        else:
+            raise ValueError(f"GMNConfig.readout={cfg.gmn.readout!r}; choose 'group' or 'graph'")
         self.stats = None
         if cfg.gmn.readout_stats:
             self.layout, self.stat_features = layout_of(cfg), statnn_features
             self.stats = nn.Sequential(nn.Linear(len(STATISTICS) * len(summarized(self.layout)), d), nn.LayerNorm(d))
-        self.head = head((5 if self.stats is not None else 4) * d, cfg.out_dim, d)
+        self.head = head(pooled + (d if self.stats is not None else 0), cfg.out_dim, d)
+        self.pool_norm = PoolNorm(pooled) if cfg.gmn.readout_norm else None
 
     def forward(self, batch: Batch) -> torch.Tensor:
         if self.probe is not None:
             batch = self.probe(batch)
         batch = self.normalizer(batch)
         h, e = self.backbone(batch)
-        pooled = self.pool(h, e, batch.batch, batch.batch[batch.edge_index[0]], batch.num_graphs)
+        edge_batch = batch.batch[batch.edge_index[0]]
+        if isinstance(self.pool, GroupPool):
+            layers = self.backbone.cfg.max_layers
+            edge_group = batch.edge_param % layers if layers > 0 else batch.edge_type
+            pooled = self.pool(h, e, batch.node_type, edge_group, batch.batch, edge_batch, batch.num_graphs)
+        else:
+            pooled = self.pool(h, e, batch.batch, edge_batch, batch.num_graphs)
+        if self.pool_norm is not None:
+            pooled = self.pool_norm(pooled)
         if self.stats is not None:
             pooled = torch.cat([pooled, self.stats(self.stat_features(batch, self.layout))], dim=-1)
         return self.head(pooled)

@@ -48,6 +48,10 @@ class MetanetConfig:
     aggr: str = opt("", "gmn layer aggregations, e.g. mean,max (default: GMNConfig's)")
     edge_depth: int = opt(0, "gmn edge-update depth: 1 (GatedGCN-style) or 2 (two-layer MLP); 0: GMNConfig's")
     readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
+    readout: str = opt("", "graph models' pooling: group (per node type and per tensor/edge type) or graph (all nodes "
+                       "and edges at once); default: GMNConfig's", ("", "group", "graph"))
+    readout_norm: bool = opt(True, "graph models: standardize the pooled features over each batch's graphs (a "
+                             "BatchNorm) before the head")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
     canonicalize: bool = opt(False, "align every model (all splits, --predict files) to a reference of its "
                              "architecture by weight matching before building its graph (the alternative to --augment "
@@ -183,6 +187,8 @@ class MetanetTask(Task):
         mcfg.gmn.aggr = tc.aggr or mcfg.gmn.aggr
         mcfg.gmn.edge_depth = tc.edge_depth or mcfg.gmn.edge_depth
         mcfg.gmn.readout_stats = tc.readout_stats
+        mcfg.gmn.readout = tc.readout or mcfg.gmn.readout
+        mcfg.gmn.readout_norm = tc.readout_norm
         mcfg.baseline.setdefault("hidden", cfg.hidden)
         count, note = num_probes(tc.probes, self.train_ds, tc.model in GRAPH_MODELS, self.probe_features)
         probe = None
