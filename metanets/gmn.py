@@ -35,14 +35,14 @@ class GMNConfig:
             statistics (invariant) to the pooled graph features before the head.
         readout: Predictors only. ``"group"``: mean and max pools per node type and per edge group
             (each parameter tensor when ``max_layers > 0``, else each edge type), see
-            :class:`metanets.pooling.GroupPool`; ``"graph"``: mean and max over all nodes and all
-            edges (:class:`metanets.pooling.GraphPool`; checkpoints written before ``readout``
-            existed load with it).
+            :class:`metanets.pooling.GroupPool`; ``"graph"`` (the default until it is measured on every
+            benchmark): mean and max over all nodes and all edges (:class:`metanets.pooling.GraphPool`;
+            checkpoints written before ``readout`` existed load with it).
         readout_norm: Predictors only: standardize each pooled feature over the graphs of a batch
             (:class:`metanets.pooling.PoolNorm`, a BatchNorm) before the head. Without it the head of a
             zoo whose graphs differ little (INRs near their random init) reads features that are the
-            same in every graph up to a few percent and does not learn (checkpoints written before
-            the option existed load without it).
+            same in every graph up to a few percent and does not learn. Off by default until measured
+            on every benchmark (checkpoints written before the option existed load without it).
         probe_dim: Probe features per node (0: none). With ``P > 0`` every batch needs ``probe [N, P]``
             from :class:`metanets.probes.ProbeFeatures` (predictors take it as ``Predictor(cfg, probe=...)``).
     """
@@ -56,8 +56,8 @@ class GMNConfig:
     heads: int = 4
     edge_depth: int = 2
     readout_stats: bool = False
-    readout: str = "group"
-    readout_norm: bool = True
+    readout: str = "graph"
+    readout_norm: bool = False
     probe_dim: int = 0
 
 

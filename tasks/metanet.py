@@ -49,9 +49,9 @@ class MetanetConfig:
     edge_depth: int = opt(0, "gmn edge-update depth: 1 (GatedGCN-style) or 2 (two-layer MLP); 0: GMNConfig's")
     readout_stats: bool = opt(False, "graph models: add StatNN's per-tensor statistics to the readout")
     readout: str = opt("", "graph models' pooling: group (per node type and per tensor/edge type) or graph (all nodes "
-                       "and edges at once); default: GMNConfig's", ("", "group", "graph"))
-    readout_norm: bool = opt(True, "graph models: standardize the pooled features over each batch's graphs (a "
-                             "BatchNorm) before the head")
+                       "and edges at once); default: GMNConfig's (graph)", ("", "group", "graph"))
+    readout_norm: bool = opt(False, "graph models: standardize the pooled features over each batch's graphs (a "
+                             "BatchNorm) before the head; needed by weight-only models on INR zoos")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
     canonicalize: bool = opt(False, "align every model (all splits, --predict files) to a reference of its "
                              "architecture by weight matching before building its graph (the alternative to --augment "

@@ -1,11 +1,15 @@
 """graphs.canonicalize / canonical_reference and the zoo row transform datasets.transforms.Canonicalize."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 import graphs
 from datasets import ZooDataset
+from datasets.cli import main as datasets_main
+from datasets.hdf5 import ZooReader
+from datasets.loader import make_loader
 from datasets.transforms import Canonicalize
 from datasets.zoo.models import SmallCNN
 from graphs.align import weight_matching
@@ -107,8 +111,6 @@ def test_warm_fills_the_cache_and_batches_use_it(cnn_zoo):
 
 
 def test_canonicalize_command_writes_an_aligned_copy(cnn_zoo, tmp_path, capsys):
-    from datasets.cli import main as datasets_main
-    from datasets.hdf5 import ZooReader
 
     out = tmp_path / "canon.h5"
     before = open(cnn_zoo, "rb").read()
@@ -127,7 +129,6 @@ def test_canonicalize_command_writes_an_aligned_copy(cnn_zoo, tmp_path, capsys):
             assert np.array_equal(pb[i], canon(torch.from_numpy(pa[i]), layout).numpy())
             assert np.array_equal(np.sort(pa[i]), np.sort(pb[i]))
         assert not np.array_equal(pa, pb)  # sensitivity: rows did move
-        import h5py
         with h5py.File(out, "r") as f:
             torch.testing.assert_close(torch.from_numpy(f[f"arch/{fp}/canonical_reference"][()]),
                                        canon.references[fp], rtol=0, atol=0)
@@ -142,7 +143,6 @@ def test_canonicalize_command_writes_an_aligned_copy(cnn_zoo, tmp_path, capsys):
 
 
 def test_canonicalized_batches_from_worker_processes_match(cnn_zoo):
-    from datasets.loader import make_loader
 
     ds = ZooDataset(cnn_zoo, "val", labels=[])
     canon = Canonicalize.from_dataset(ZooDataset(cnn_zoo, "train", labels=[]), refine=0)

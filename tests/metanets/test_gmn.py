@@ -154,4 +154,7 @@ def test_configs_without_readout_options_rebuild_the_old_readout():
     assert cfg.gmn.readout == "graph" and cfg.gmn.readout_norm is False
     model = build_model(cfg)
     assert model.pool_norm is None and model.head[0].in_features == 4 * 8
-    assert ModelConfig.from_dict(ModelConfig().to_dict()).gmn.readout == "group"
+    new = ModelConfig(name="gmn", task="classify", out_dim=3)
+    new.gmn.readout, new.gmn.readout_norm = "group", True
+    again = ModelConfig.from_dict(new.to_dict()).gmn
+    assert again.readout == "group" and again.readout_norm is True  # stored options are kept
