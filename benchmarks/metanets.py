@@ -15,7 +15,8 @@ Graph models take 16 learned probe features by default (train.py's default on th
   edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
   edit-dilate    : the same with dilation (a 3x3 max filter); mse_identity: the unedited INR against the target
 Preprocessing rows: *-aug train on random neuron permutations (--augment), *-canon align every model to a
-reference first (--canonicalize); *-ema validate and keep an EMA of the weights (--ema 0.995).
+reference first (--canonicalize); *-ema validate and keep an EMA of the weights (--ema 0.995); gmn-rn pools per
+node type and tensor and standardizes the pooled features over the batch (--readout group --readout-norm).
 Protocol: every model of a task gets the same epochs, batch size, width and grid of learning rates x
 weight decays (--lrs, --weight-decays); every run keeps its best-on-validation checkpoint; per model, the
 grid point with the best mean *validation* score (RMSE for predict, accuracy for classify, MSE for edit)
@@ -70,8 +71,8 @@ from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 from metanets.inr import SirenRenderer  # noqa: E402
 
-MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-noprobes", "gmn-stats", "pna", "pna-noprobes",
-                      "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
+MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-rn", "gmn-noprobes", "gmn-stats", "pna",
+                      "pna-noprobes", "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
           "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn",
@@ -88,10 +89,12 @@ VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": 
             "gmn-aug": ["--model", "gmn", "--augment"], "gmn-canon": ["--model", "gmn", "--canonicalize"],
             "mlp-aug": ["--model", "mlp", "--augment"], "mlp-canon": ["--model", "mlp", "--canonicalize"],
             "gmn-ema": ["--model", "gmn", "--ema", "0.995"],
+            "gmn-rn": ["--model", "gmn", "--readout", "group", "--readout-norm"],
             "gmn-p64-ema": ["--model", "gmn", "--probes", "64", "--ema", "0.995"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
           "gmn-fixed": "16 fixed", "gmn-p64": "64 learned", "gmn-aug": "16 learned",
-          "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned"}  # others: weights only
+          "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned",
+          "gmn-rn": "16 learned"}  # others: weights only
 
 
 def zoo(work: str, task: str, n_runs: int, n_images: int | None, views: int = 1) -> str:
