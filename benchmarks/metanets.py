@@ -14,6 +14,7 @@ Graph models take 16 learned probe features by default (train.py's default on th
 *-noprobes rows are the same models on weights only, gmn-fixed keeps the probes fixed.
   edit           : contrast edit of those SIRENs (equivariant models only)       -> MSE of the edited INR's image
   edit-dilate    : the same with dilation (a 3x3 max filter); mse_identity: the unedited INR against the target
+                   (editors take weights only: --task edit has no probe features)
 Preprocessing rows: *-aug train on random neuron permutations (--augment), *-canon align every model to a
 reference first (--canonicalize); *-ema validate and keep an EMA of the weights (--ema 0.995); gmn-rn pools per
 node type and tensor and standardizes the pooled features over the batch (--readout group --readout-norm).
@@ -294,7 +295,7 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
                   "|---|---|---:|---:|---:|" + "---:|" * len(keys)]
         for model in [m for m in MODELS[task] if m in per_model]:
             (lr, wd), rows = select(task, [{"lr": None, "weight_decay": None, **r} for r in per_model[model]])
-            probes = PROBES.get(model, "-" if model == "render-cnn" else "none")
+            probes = "none" if task.startswith("edit") else PROBES.get(model, "-" if model == "render-cnn" else "none")
             cells = [probes, f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
             for k in keys:
                 v = np.array([r.get(k, np.nan) for r in rows], dtype=float)
