@@ -10,7 +10,7 @@ import graphs
 import train as train_script
 from datasets import ZooDataset, ZooReader
 from datasets.transforms import Canonicalize
-from tests.test_train_eval import _train  # the same tiny runner; the cnn_zoo fixture is conftest's
+from tests.test_train_eval import _train, write_cnn_factory  # the cnn_zoo fixture is conftest's
 
 
 def test_canonicalized_mlp_trains_evaluates_and_scores_files(cnn_zoo, tmp_path):
@@ -20,7 +20,6 @@ def test_canonicalized_mlp_trains_evaluates_and_scores_files(cnn_zoo, tmp_path):
     assert ckpt["train_config"]["canonicalize"] is True
     with ZooReader(cnn_zoo) as r:
         layout = r.layout()
-        vec = torch.from_numpy(r.read(0)[1])
     refs = ckpt["canonical"]["references"]
     assert set(refs) == {layout.fingerprint} and refs[layout.fingerprint].shape == (layout.num_params,)
     # the stored references are the ones training computed from the training split
@@ -30,18 +29,7 @@ def test_canonicalized_mlp_trains_evaluates_and_scores_files(cnn_zoo, tmp_path):
     assert -1 <= res["kendall_tau"] <= 1
 
     # a user's checkpoint and a permuted copy of it get the same score: both are aligned to the reference
-    sd = graphs.unflatten_state_dict(vec, layout)
-    perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(3))
-    os.makedirs(tmp_path / "mine")
-    graphs.save_checkpoint(sd, tmp_path / "mine" / "a.safetensors")
-    graphs.save_checkpoint(graphs.apply_symmetry(sd, layout, perm), tmp_path / "mine" / "b.safetensors")
-    (tmp_path / "nets.py").write_text(
-        "import torch\nfrom datasets.zoo.models import SmallCNN\n"
-        "def make():\n    return SmallCNN(in_channels=1, num_classes=10, width=8, depth=3, padding=1)\n"
-        "def example_inputs():\n    return (torch.randn(2, 1, 8, 8),)\n")
-    preds = eval_script.main([os.path.join(out, "best.pt"), "--predict", str(tmp_path / "mine"),
-                              "--model", f"{tmp_path / 'nets.py'}:make"])["predictions"]
-    a, b = (v[0] for _, v in sorted(preds.items()))
+    a, b = _score_a_network_and_its_permuted_copy(out, cnn_zoo, tmp_path)
     assert a == pytest.approx(b, rel=1e-6, abs=1e-7)
 
 
@@ -49,20 +37,23 @@ def test_without_canonicalize_a_flat_mlp_sees_permuted_copies_as_different(cnn_z
     """Sensitivity of the test above: the same files through an MLP trained without --canonicalize."""
     out, _ = _train(tmp_path, "--data", cnn_zoo, "--model", "mlp", "--epochs", "2")
     assert "canonical" not in torch.load(os.path.join(out, "best.pt"), weights_only=True)
-    with ZooReader(cnn_zoo) as r:
+    a, b = _score_a_network_and_its_permuted_copy(out, cnn_zoo, tmp_path)
+    assert abs(a - b) > 1e-4
+
+
+def _score_a_network_and_its_permuted_copy(out: str, zoo: str, tmp_path) -> tuple[float, float]:
+    """``eval.py --predict`` scores of a zoo network and of a random neuron permutation of it (same function)."""
+    with ZooReader(zoo) as r:
         layout = r.layout()
         sd = graphs.unflatten_state_dict(torch.from_numpy(r.read(0)[1]), layout)
     os.makedirs(tmp_path / "mine")
     graphs.save_checkpoint(sd, tmp_path / "mine" / "a.safetensors")
     perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(3))
     graphs.save_checkpoint(graphs.apply_symmetry(sd, layout, perm), tmp_path / "mine" / "b.safetensors")
-    (tmp_path / "nets.py").write_text(
-        "from datasets.zoo.models import SmallCNN\n"
-        "def make():\n    return SmallCNN(in_channels=1, num_classes=10, width=8, depth=3, padding=1)\n")
     preds = eval_script.main([os.path.join(out, "best.pt"), "--predict", str(tmp_path / "mine"),
-                              "--model", f"{tmp_path / 'nets.py'}:make", "--input-shape", "2,1,8,8"])["predictions"]
+                              "--model", write_cnn_factory(tmp_path)])["predictions"]
     a, b = (v[0] for _, v in sorted(preds.items()))
-    assert abs(a - b) > 1e-4
+    return a, b
 
 
 def test_canonicalize_refusals(cnn_zoo, tmp_path, capsys):

@@ -30,6 +30,15 @@ def _train(tmp_path, *args):
     return out, summary
 
 
+def write_cnn_factory(folder) -> str:
+    """A ``nets.py`` in ``folder`` whose ``make()`` builds the cnn_zoo architecture; returns ``FILE.py:make``."""
+    (folder / "nets.py").write_text(
+        "import torch\nfrom datasets.zoo.models import SmallCNN\n"
+        "def make():\n    return SmallCNN(in_channels=1, num_classes=10, width=8, depth=3, padding=1)\n"
+        "def example_inputs():\n    return (torch.randn(2, 1, 8, 8),)\n")
+    return f"{folder / 'nets.py'}:make"
+
+
 def test_predict_train_eval_and_score_files(cnn_zoo, tmp_path):
     out, summary = _train(tmp_path, "--data", cnn_zoo, "--epochs", "2")
     assert summary["steps"] > 0 and "kendall_tau" in summary["best_val"]
@@ -45,12 +54,8 @@ def test_predict_train_eval_and_score_files(cnn_zoo, tmp_path):
         sd = graphs.unflatten_state_dict(torch.from_numpy(r.read(0)[1]), layout)
     os.makedirs(tmp_path / "mine")
     graphs.save_checkpoint(sd, tmp_path / "mine" / "a.safetensors")
-    (tmp_path / "nets.py").write_text(
-        "import torch\nfrom datasets.zoo.models import SmallCNN\n"
-        "def make():\n    return SmallCNN(in_channels=1, num_classes=10, width=8, depth=3, padding=1)\n"
-        "def example_inputs():\n    return (torch.randn(2, 1, 8, 8),)\n")
     preds = eval_script.main([os.path.join(out, "best.pt"), "--predict", str(tmp_path / "mine"),
-                              "--model", f"{tmp_path / 'nets.py'}:make"])["predictions"]
+                              "--model", write_cnn_factory(tmp_path)])["predictions"]
     assert len(preds) == 1 and 0.0 <= list(preds.values())[0][0] <= 1.5
 
 
