@@ -62,21 +62,20 @@ def canonicalize_zoo(path: str | os.PathLike, out: str | os.PathLike, reference_
             raise ZooError(f"{path} has no split {reference_split!r} to compute the references from (it has "
                            f"{list(reader.split_names) or 'none'}); pass --reference-split all, or split it first "
                            "with `python -m datasets split`")
+        layouts = {fp: reader.layout(fp) for fp in reader.fingerprints}
+        rows_of = {fp: reader.model_row[reader.model_arch == i] for i, fp in enumerate(reader.fingerprints)}
     canon = Canonicalize.from_dataset(ZooDataset(path, reference_split, labels=[]), refine=refine, sample=sample)
+    for fp, layout in layouts.items():  # refused before anything is written
+        if fp not in canon.references:
+            raise ZooError(f"architecture {layout.name}#{fp} has no model in split {reference_split!r}; "
+                           "pass --reference-split all")
+    counts = {fp: int(r.max()) + 1 if len(r) else 0 for fp, r in rows_of.items()}  # stored rows
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{uuid.uuid4().hex[:8]}.canonical.tmp")
     try:
         shutil.copyfile(path, tmp)
-        with ZooReader(tmp) as reader:
-            layouts = {fp: reader.layout(fp) for fp in reader.fingerprints}
-            rows_of = {fp: reader.model_row[reader.model_arch == i] for i, fp in enumerate(reader.fingerprints)}
-            counts = {fp: int(r.max()) + 1 if len(r) else 0 for fp, r in rows_of.items()}
-        total = sum(counts.values())  # stored rows (models of one architecture index them)
-        bar = tqdm(total=total, unit="model", desc="canonicalize", disable=not progress or None)
-        with ZooWriter(tmp, "a", default_split=None, commit_interval=None) as writer, ZooReader(tmp) as reader:
-            for fp, layout in layouts.items():  # the writer edits a private copy: the reader sees the input rows
-                if fp not in canon.references:
-                    raise ZooError(f"architecture {layout.name}#{fp} has no model in split {reference_split!r}; "
-                                   "pass --reference-split all")
+        bar = tqdm(total=sum(counts.values()), unit="model", desc="canonicalize", disable=not progress or None)
+        with ZooWriter(tmp, "a", default_split=None, commit_interval=None) as writer, ZooReader(path) as reader:
+            for fp, layout in layouts.items():
                 for start in range(0, counts[fp], block):
                     rows = reader.read_rows(fp, np.arange(start, min(start + block, counts[fp])))[0]
                     aligned = np.stack([canon(torch.from_numpy(r), layout).numpy() for r in rows])

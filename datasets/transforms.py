@@ -102,7 +102,7 @@ class Canonicalize:
                 self._ref_sd[fp] = graphs.unflatten_state_dict(self.references[fp].to(vec.dtype), layout)
             sd = graphs.unflatten_state_dict(vec.detach().cpu(), layout)
             self._cache[key] = weight_matching(self._ref_sd[fp], sd, layout, seed=self.seed,
-                                                      normalize=self.normalize, orbit_invariant=True)
+                                               normalize=self.normalize, orbit_invariant=True)
         return vec[graphs.symmetry_index(layout, self._cache[key]).to(vec.device)]
 
     def warm(self, dataset, desc: str = "canonicalize") -> None:

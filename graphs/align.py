@@ -166,7 +166,7 @@ def merge(state_dicts, layout: Layout, method: str = "weights", data=None, model
     return out
 
 
-def canonical_reference(state_dicts, layout: Layout, refine: int = 1, seed: int = 0, normalize: bool = False) -> dict:
+def canonical_reference(state_dicts, layout: Layout, refine: int = 20, seed: int = 0, normalize: bool = False) -> dict:
     """One point of weight space to align a whole population of ``layout`` networks to.
 
     Starts from the first network; each of at most ``refine`` rounds aligns every network to the
@@ -204,20 +204,20 @@ def canonical_reference(state_dicts, layout: Layout, refine: int = 1, seed: int 
     return ref
 
 
-def canonicalize(state_dicts, layout: Layout, reference=None, refine: int = 1, seed: int = 0,
+def canonicalize(state_dicts, layout: Layout, reference=None, refine: int = 20, seed: int = 0,
                  normalize: bool = False) -> tuple[list[dict], dict]:
     """Every network aligned to one reference: a representative of each network's symmetry orbit.
 
-    Weight matching descends from a start computed from permutation-invariant unit statistics only, so
-    networks that differ only by a neuron permutation come out (barring exact ties) with identical weights, so
-    models that read weights position by position (a flat MLP) see one network where there were many.
+    Weight matching descends from a start computed from permutation-invariant unit statistics only:
+    networks that differ only by a neuron permutation come out (barring exact ties) with identical weights,
+    and models that read weights position by position (a flat MLP) see one network where there were many.
     Each output computes exactly the function of its input (:func:`graphs.apply_symmetry`).
 
     Args:
         state_dicts: State_dicts (or modules) of ``layout``.
         layout: Their layout.
         reference: The state_dict to align to; default :func:`canonical_reference` of ``state_dicts``.
-        refine: Rounds of :func:`canonical_reference` when ``reference`` is not given.
+        refine: Most rounds of :func:`canonical_reference` when ``reference`` is not given.
         seed: Seed of the group order.
         normalize: As in :func:`align`.
 
