@@ -27,8 +27,8 @@ from graphs.batch import gather_features
 __all__ = ["ZooDataset", "ZooLoader"]
 
 _WIDTH_FIELDS = ("x", "edge_attr", "x_mask", "edge_mask")  # ParamGraph fields of width K
-_RESERVED = {"x", "edge_index", "edge_attr", "node_type", "node_pos", "edge_type", "edge_param", "ints", "layout",
-             "num_nodes", "y", "batch", "ptr", "zoo_index", "program", "pos", "edge_weight", "face", "time"}
+_RESERVED = {"x", "edge_index", "edge_attr", "node_type", "node_pos", "edge_type", "edge_param", "edge_chunk", "ints",
+             "layout", "num_nodes", "y", "batch", "ptr", "zoo_index", "program", "pos", "edge_weight", "face", "time"}
 
 
 class ZooDataset(Dataset):

@@ -75,7 +75,7 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
         node_pos=c.node_pos.to(dev).repeat(b), edge_index=edge_index,
         edge_attr=edge_attr, edge_type=c.edge_type.to(dev).repeat(b),
         edge_mask=c.edge_mask.to(dev).repeat(b, 1), x_mask=c.x_mask.to(dev).repeat(b, 1),
-        edge_param=c.edge_param.to(dev).repeat(b),
+        edge_param=c.edge_param.to(dev).repeat(b), edge_chunk=c.edge_chunk.to(dev).repeat(b),
         ints=(ints.reshape(-1) if ints is not None else torch.zeros(b * layout.num_int, dtype=torch.long)),
         batch=torch.arange(b, device=dev).repeat_interleave(n), ptr=torch.arange(b + 1, device=dev) * n)
     batch._num_graphs = b
@@ -83,7 +83,7 @@ def rows_to_batch(rows: torch.Tensor, layout: Layout, ints: torch.Tensor | None 
     # what Batch.from_data_list records, so that to_data_list() and get_example() work
     steps = torch.arange(b + 1)
     node_keys, edge_keys = ("x", "node_type", "node_pos", "x_mask"), ("edge_index", "edge_attr", "edge_type",
-                                                                       "edge_param", "edge_mask")
+                                                                       "edge_param", "edge_chunk", "edge_mask")
     batch._slice_dict = {**{key: steps * n for key in node_keys}, **{key: steps * e for key in edge_keys},
                          "ints": steps * layout.num_int, "layout": steps}
     batch._inc_dict = {key: torch.zeros(b, dtype=torch.long) for key in batch._slice_dict}

@@ -122,7 +122,8 @@ def vector_to_graph(vec: torch.Tensor, layout: Layout, ints: torch.Tensor | None
         x=ext.index_select(0, c.node_gather).view(c.num_nodes, k), node_type=c.node_type, node_pos=c.node_pos,
         edge_index=c.edge_index, edge_attr=ext.index_select(0, c.edge_gather).view(-1, k), edge_type=c.edge_type,
         edge_mask=c.edge_mask, x_mask=c.x_mask,
-        edge_param=c.edge_param, ints=ints if ints is not None else torch.zeros(layout.num_int, dtype=torch.long),
+        edge_param=c.edge_param, edge_chunk=c.edge_chunk,
+        ints=ints if ints is not None else torch.zeros(layout.num_int, dtype=torch.long),
         layout=layout, num_nodes=c.num_nodes)
 
 

@@ -49,12 +49,16 @@ class ParamGraph(Data):
             index of their fixed coordinates (-1 when none); for parameter nodes the parameter index.
         edge_index (LongTensor): ``[2, E]`` source (input neuron or parameter node) and target neuron.
         edge_attr (Tensor): ``[E, K]`` weight values; a conv kernel or a flattened spatial block is
-            packed into one edge, padded with zeros to ``K`` (the layout's largest vector).
+            packed into one edge, padded with zeros to ``K``. ``K`` is the layout's largest block unless
+            that would waste memory (:func:`graphs.compile.choose_width`); a wider block is then split
+            into parallel edges of ``K`` slots each.
         edge_mask (BoolTensor): ``[E, K]`` slots of ``edge_attr`` that hold a parameter (the rest is
             padding; a parameter that is exactly zero is still a parameter).
         x_mask (BoolTensor): ``[N, K]`` the same for ``x``.
         edge_type (LongTensor): ``[E]`` index into :data:`EDGE_TYPES`.
         edge_param (LongTensor): ``[E]`` index of the parameter (layer) an edge belongs to.
+        edge_chunk (LongTensor): ``[E]`` which ``K`` slots of its block an edge holds (0, 1, ...; all 0
+            when every block fits in ``K``).
         ints (LongTensor): ``[num_int]`` integer buffers (BatchNorm counters), copied exactly.
         layout (Layout): the architecture's :class:`graphs.Layout` (a Python attribute).
     """

@@ -31,6 +31,9 @@ class EncoderConfig:
             off for zoos that mix architectures.
         probe_dim: Probe features per node (``batch.probe [N, probe_dim]``, see :mod:`metanets.probes`);
             0 disables them (and adds no weights, so older checkpoints load unchanged).
+        max_chunks: Size of the embedding of ``edge_chunk`` (which ``K`` slots of a block wider than ``K``
+            an edge holds; see :mod:`graphs.compile`), embedded modulo this number. 0: none (graphs whose
+            blocks all fit one edge; a batch with split blocks is refused).
     """
 
     hidden: int = 64
@@ -38,6 +41,7 @@ class EncoderConfig:
     max_positions: int = 1024
     max_layers: int = 0
     probe_dim: int = 0
+    max_chunks: int = 0
 
 
 class GraphEncoder(nn.Module):
@@ -45,14 +49,14 @@ class GraphEncoder(nn.Module):
 
     .. math::
         h_v = E_{type}(t_v) + E_{pos}(p_v)\,[p_v \ge 0] + W_x x_v\ (+ W_a a_v), \qquad
-        e_{uv} = W_e\, a_{uv} + E(\tau_{uv}, \ell_{uv})
+        e_{uv} = W_e\, a_{uv} + E(\tau_{uv}, \ell_{uv}) + E_{chunk}(c_{uv})
 
     Args:
         cfg: :class:`EncoderConfig`.
 
     Shapes:
         input: batch with ``x [N, K]``, ``node_type [N]``, ``node_pos [N]``, ``edge_attr [E, K]``,
-            ``edge_type [E]``, ``edge_param [E]``; with ``probe_dim > 0`` also ``probe [N, probe_dim]``
+            ``edge_type [E]``, ``edge_param [E]``, ``edge_chunk [E]``; with ``probe_dim > 0`` also ``probe [N, probe_dim]``
             (the neurons' activations :math:`a_v` on probe inputs, :class:`metanets.probes.ProbeFeatures`).
         output: ``(h [N, hidden], e [E, hidden])``.
     """
@@ -69,6 +73,7 @@ class GraphEncoder(nn.Module):
         self.edge_embed = nn.Embedding(len(EDGE_TYPES) * max(1, cfg.max_layers), d)
         self.layer = nn.Embedding(cfg.max_layers, d) if cfg.max_layers > 0 else None
         self.node_probe = nn.Linear(cfg.probe_dim, d) if cfg.probe_dim > 0 else None
+        self.chunk = nn.Embedding(cfg.max_chunks, d) if cfg.max_chunks > 0 else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -76,6 +81,8 @@ class GraphEncoder(nn.Module):
         nn.init.normal_(self.node_pos.weight, std=0.1)
         if self.layer is not None:
             nn.init.normal_(self.layer.weight, std=0.1)
+        if self.chunk is not None:
+            nn.init.normal_(self.chunk.weight, std=0.1)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         pos = batch.node_pos
@@ -91,6 +98,13 @@ class GraphEncoder(nn.Module):
         if self.layer is not None:
             key = key * self.cfg.max_layers + batch.edge_param % self.cfg.max_layers
         e = torch.addmm(self.edge_embed(key), _pad(batch.edge_attr, self.cfg.width), self.edge_val.weight.t())
+        chunk = getattr(batch, "edge_chunk", None)
+        if self.chunk is not None and chunk is not None:
+            e = e + self.chunk(chunk % self.cfg.max_chunks)
+        elif chunk is not None and self.chunk is None and bool((chunk > 0).any()):
+            raise ValueError("these graphs split blocks wider than their edge width into several edges "
+                             "(edge_chunk > 0) but the model was built without a chunk embedding; build it with "
+                             "GMNConfig(max_chunks=...) (graphs.compile_layout(layout).num_chunks)")
         return h, e + self.edge_val.bias
 
 

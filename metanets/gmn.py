@@ -43,6 +43,8 @@ class GMNConfig:
             zoo whose graphs differ little (INRs near their random init) reads features that are the
             same in every graph up to a few percent and does not learn. Off by default until measured
             on every benchmark (checkpoints written before the option existed load without it).
+        max_chunks: Size of the edge-chunk embedding (0: none; needed by graphs that split blocks wider
+            than ``width`` into several edges, see :class:`EncoderConfig`).
         probe_dim: Probe features per node (0: none). With ``P > 0`` every batch needs ``probe [N, P]``
             from :class:`metanets.probes.ProbeFeatures` (predictors take it as ``Predictor(cfg, probe=...)``).
     """
@@ -59,6 +61,7 @@ class GMNConfig:
     readout: str = "graph"
     readout_norm: bool = False
     probe_dim: int = 0
+    max_chunks: int = 0
 
 
 class GMNBackbone(nn.Module):
@@ -78,7 +81,7 @@ class GMNBackbone(nn.Module):
             raise ValueError(f"GMNConfig.layer={cfg.layer!r}; choose one of {sorted(_LAYERS)}")
         self.cfg = cfg
         self.encoder = GraphEncoder(EncoderConfig(cfg.hidden, cfg.width, max_layers=cfg.max_layers,
-                                                   probe_dim=cfg.probe_dim))
+                                                   probe_dim=cfg.probe_dim, max_chunks=cfg.max_chunks))
         if cfg.layer == "gmn":
             self.convs = nn.ModuleList(EdgeNodeConv(cfg.hidden, cfg.aggr, edge_depth=cfg.edge_depth)
                                        for _ in range(cfg.layers))

@@ -183,6 +183,8 @@ class MetanetTask(Task):
                            layout_json=lay.to_json() if self.single else None)
         mcfg.gmn.hidden, mcfg.gmn.layers = cfg.hidden, cfg.layers
         mcfg.gmn.width = max(graphs.compile_layout(x).width for x in self.layouts)
+        chunks = max(graphs.compile_layout(x).num_chunks for x in self.layouts)
+        mcfg.gmn.max_chunks = min(chunks, 1024) if chunks > 1 else 0
         mcfg.gmn.max_layers = len(lay.params) if (self.single and tc.layer_ids) else 0
         mcfg.gmn.aggr = tc.aggr or mcfg.gmn.aggr
         mcfg.gmn.edge_depth = tc.edge_depth or mcfg.gmn.edge_depth
@@ -269,10 +271,14 @@ class MetanetTask(Task):
             raise ValueError(f"--model {ecfg.model} builds architecture #{layout.fingerprint} ({layout.num_params:,} "
                              f"parameters), but this metanetwork was trained on #{lay.fingerprint} ({lay.num_params:,}"
                              " parameters) only; score networks of that architecture, or train on a zoo of yours")
-        width = graphs.compile_layout(layout).width
+        compiled = graphs.compile_layout(layout)
+        width = compiled.width
         if width > model_config.get("gmn", {}).get("width", width):
             raise ValueError(f"--model {ecfg.model} has kernels of {width} values per edge, wider than the "
                              f"{model_config['gmn']['width']} this metanetwork was trained with")
+        if compiled.num_chunks > 1 and not model_config.get("gmn", {}).get("max_chunks", 0):
+            raise ValueError(f"--model {ecfg.model} has blocks split into up to {compiled.num_chunks} edges of "
+                             f"{width} values, and this metanetwork was trained on graphs without split blocks")
         paths = [root] if os.path.isfile(root) else sorted(
             os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith((".pt", ".pth", ".safetensors")))
         if not paths:

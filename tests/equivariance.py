@@ -81,11 +81,13 @@ def assert_graph_equivariant(model, layout, seed: int = 0):
     g = graphs.to_graph(model, layout)
     g2 = graphs.to_graph(graphs.apply_symmetry(model.state_dict(), layout, perm), layout)
     s = graphs.node_permutation(layout, perm)  # new node j = old node s[j]
-    old = {(int(a), int(b), int(p)): i for i, (a, b, p) in
-           enumerate(zip(g.edge_index[0], g.edge_index[1], g.edge_param, strict=True))}
-    assert len(old) == g.edge_index.shape[1], "parallel edges of one parameter"
-    idx = torch.tensor([old[(int(s[a]), int(s[b]), int(p))] for a, b, p in
-                        zip(g2.edge_index[0], g2.edge_index[1], g2.edge_param, strict=True)], dtype=torch.long)
+    # an edge is named by its neurons, its parameter and which part of a split block it holds
+    old = {(int(a), int(b), int(p), int(c)): i for i, (a, b, p, c) in
+           enumerate(zip(g.edge_index[0], g.edge_index[1], g.edge_param, g.edge_chunk, strict=True))}
+    assert len(old) == g.edge_index.shape[1], "parallel edges of one parameter that hold the same slots"
+    idx = torch.tensor([old[(int(s[a]), int(s[b]), int(p), int(c))] for a, b, p, c in
+                        zip(g2.edge_index[0], g2.edge_index[1], g2.edge_param, g2.edge_chunk, strict=True)],
+                       dtype=torch.long)
     assert torch.equal(g2.edge_attr, g.edge_attr[idx])
     assert torch.equal(g2.x, g.x[s])
     assert torch.equal(g.node_type[s], g.node_type)

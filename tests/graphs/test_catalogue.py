@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import graphs
+from graphs.compile import _Builder
 from tests.equivariance import (
     assert_exact_round_trip,
     assert_graph_equivariant,
@@ -27,6 +28,15 @@ def test_catalogue_network(case):
     assert layout.num_permutable_neurons() == case.permutable_neurons, case.note
     # (4) the graph of a permuted network is the permuted graph
     assert_graph_equivariant(model, layout)
+    # (5) the compiler's fast path for plain weights builds exactly what its general path builds
+    assert_same_compiled(graphs.compile_layout(layout), _Builder(layout, fast=False).build())
+
+
+def assert_same_compiled(a, b):
+    for name in ("edge_index", "edge_type", "edge_param", "edge_chunk", "node_type", "node_pos", "node_movable",
+                 "node_space", "edge_gather", "node_gather", "inverse"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert (a.width, a.num_params, a.spaces) == (b.width, b.num_params, b.spaces)
 
 
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c.group_sizes], ids=lambda c: c.name)
