@@ -5,8 +5,7 @@ Phases of one trace, each timed on its own (best of ``--repeat`` runs, one torch
   * rules: the walk over the exported graph (:meth:`graphs.tracer.Tracer.run`), i.e. our symmetry rules;
   * layout: :func:`graphs.layout.build_layout` (resolving labels into the Layout);
   * to_graph: the first ``graphs.to_graph`` (compiling the Layout and gathering the weights), shown apart: it is
-    not part of ``graphs.trace``. Skipped for the full-size networks unless ``--to-graph``: with today's graph
-    format (every edge padded to the widest kernel block) a 16 x 16 patch stem makes it need tens of GiB.
+    not part of ``graphs.trace``.
 "ours" is rules + layout, and "ours %" its share of export + rules + layout.
 
 The full-size networks are written here: a ViT-Tiny-like model (patch 16 on 224 x 224, width 192, depth 12,
@@ -197,7 +196,6 @@ def _machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per phase; the best is kept")
-    parser.add_argument("--to-graph", action="store_true", help="also time to_graph on the full-size networks")
     parser.add_argument("--out", default="benchmarks/results/trace_time", help="output path without extension")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -210,11 +208,11 @@ def main() -> None:
     cold = time.perf_counter() - t0  # the first trace of a process pays torch's one-time set-up
     print(f"first trace in this process (a 3-4-2 MLP): {cold:.2f}s")
     print(header)
-    for name, build, inputs, big in _models():
+    for name, build, inputs, _big in _models():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build()
-        r = time_trace(model, inputs, args.repeat, to_graph=args.to_graph or not big)
+        r = time_trace(model, inputs, args.repeat)
         rows[name] = r
         print(f"{name:28s} {r['params']:10,d} {r['nodes']:8d} {r['export_s']:7.2f}s {r['rules_s']:6.3f}s "
               f"{r['layout_s']:6.3f}s {100 * r['ours_share']:5.1f}% {r['trace_s']:6.2f}s {_secs(r['to_graph_s']):>8s}",
@@ -231,8 +229,7 @@ def main() -> None:
               f"{r['layout_s']:.3f} | {100 * r['ours_share']:.1f} | {r['trace_s']:.2f} | {_secs(r['to_graph_s'])} |"
               for n, r in rows.items()]
     lines += ["", "ours = rules + layout (this project's code inside graphs.trace); ours % = its share of the trace. "
-              "to_graph (first conversion, compiling the Layout) is not part of graphs.trace; '-': not run (see the "
-              "module docstring).", ""]
+              "to_graph (first conversion, compiling the Layout) is not part of graphs.trace.", ""]
     with open(f"{args.out}.md", "w") as f:
         f.write("\n".join(lines))
 

@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+import eval as eval_script
 import graphs
+import train as train_script
+from datasets import ZooWriter
 from graphs.compile import _Builder, choose_width
 from metanets import ModelConfig, build_model
 from tests.equivariance import (
@@ -164,3 +167,23 @@ def test_model_without_chunk_embedding_refuses_parallel_edges(patch):
     model = _model(layout, chunks=0).double()
     with pytest.raises(ValueError, match="max_chunks"):
         model(graph_batch(_zoo(layout, 2), layout))
+
+
+def test_train_and_eval_on_a_zoo_with_parallel_edges(tmp_path):
+    """train.py builds the chunk embedding for such a zoo by itself, and eval.py scores with it."""
+    path = tmp_path / "patch.h5"
+    layout32 = graphs.trace(patch_net().float(), (torch.randn(2, 3, 8, 8),))
+    with ZooWriter(path) as w:
+        for i in range(24):
+            net = patch_net().float()
+            torch.manual_seed(200 + i)
+            for p in net.parameters():
+                nn.init.normal_(p, std=0.1 + 0.02 * i)
+            w.add(net, layout32, labels={"spread": i / 24})
+    out = str(tmp_path / "run")
+    summary = train_script.main(["--data", str(path), "--target", "spread", "--epochs", "1", "--out", out,
+                                 "--hidden", "16", "--layers", "2", "--quiet", "--threads", "1"])
+    assert summary["steps"] > 0
+    ckpt = torch.load(f"{out}/best.pt", weights_only=True)
+    assert ckpt["model_config"]["gmn"]["max_chunks"] == 16 and ckpt["model_config"]["gmn"]["width"] == 1
+    assert "kendall_tau" in eval_script.main([f"{out}/best.pt"])
