@@ -116,11 +116,19 @@ def vector_to_graph(vec: torch.Tensor, layout: Layout, ints: torch.Tensor | None
     if vec.dim() != 1 or vec.numel() != layout.num_params:
         raise LayoutMismatchError(f"vector has shape {tuple(vec.shape)}, layout {layout.fingerprint} needs "
                                   f"({layout.num_params},)")
-    ext = torch.cat([vec, vec.new_zeros(1)])
     k = c.width
-    return ParamGraph(  # index_select: a plain gather, much cheaper than advanced indexing for small graphs
-        x=ext.index_select(0, c.node_gather).view(c.num_nodes, k), node_type=c.node_type, node_pos=c.node_pos,
-        edge_index=c.edge_index, edge_attr=ext.index_select(0, c.edge_gather).view(-1, k), edge_type=c.edge_type,
+    # index_select: a plain gather, much cheaper than advanced indexing for small graphs
+    if vec.numel() and bool(c.edge_mask.all()):  # no padded edge slot: gather from vec itself, no copy of it
+        edge_attr = vec.index_select(0, c.edge_gather).view(-1, k)
+        x = torch.where(c.x_mask.view(-1), vec.index_select(0, c.node_gather.clamp(max=vec.numel() - 1)),
+                        vec.new_zeros(())).view(c.num_nodes, k)
+    else:
+        ext = torch.cat([vec, vec.new_zeros(1)])
+        edge_attr = ext.index_select(0, c.edge_gather).view(-1, k)
+        x = ext.index_select(0, c.node_gather).view(c.num_nodes, k)
+    return ParamGraph(
+        x=x, node_type=c.node_type, node_pos=c.node_pos,
+        edge_index=c.edge_index, edge_attr=edge_attr, edge_type=c.edge_type,
         edge_mask=c.edge_mask, x_mask=c.x_mask,
         edge_param=c.edge_param, edge_chunk=c.edge_chunk,
         ints=ints if ints is not None else torch.zeros(layout.num_int, dtype=torch.long),
