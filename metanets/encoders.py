@@ -56,8 +56,9 @@ class GraphEncoder(nn.Module):
 
     Shapes:
         input: batch with ``x [N, K]``, ``node_type [N]``, ``node_pos [N]``, ``edge_attr [E, K]``,
-            ``edge_type [E]``, ``edge_param [E]``, ``edge_chunk [E]``; with ``probe_dim > 0`` also ``probe [N, probe_dim]``
-            (the neurons' activations :math:`a_v` on probe inputs, :class:`metanets.probes.ProbeFeatures`).
+            ``edge_type [E]``, ``edge_param [E]``, ``edge_chunk [E]``; with ``probe_dim > 0`` also
+            ``probe [N, probe_dim]`` (the neurons' activations :math:`a_v` on probe inputs,
+            :class:`metanets.probes.ProbeFeatures`).
         output: ``(h [N, hidden], e [E, hidden])``.
     """
 

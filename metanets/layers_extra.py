@@ -6,9 +6,10 @@ import math
 
 import torch
 from torch import nn
-from torch_geometric.utils import degree, scatter, softmax
+from torch_geometric.utils import scatter, softmax
 
 from metanets.conv import EdgeUpdate, mlp
+from metanets.scatter import scatter_aggregate
 
 __all__ = ["PNAEdgeConv", "RelationalAttentionConv"]
 
@@ -37,17 +38,24 @@ class PNAEdgeConv(nn.Module):
         self.edge_net = EdgeUpdate(hidden, 1, norm)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = h.shape[0]
+        n, d = h.shape
+        # both directions' FiLM and message projections as one matrix multiply each
+        film = torch.nn.functional.linear(e, torch.cat([f.weight for f in self.film]),
+                                          torch.cat([f.bias for f in self.film]))  # (E, 4d): g0, b0, g1, b1
+        msg = torch.nn.functional.linear(h, torch.cat([m.weight for m in self.msg]),
+                                         torch.cat([m.bias for m in self.msg]))  # (N, 2d)
+        # unbind, not slices: its backward stacks the parts' gradients instead of zero-filling one per part
+        films, msgs = film.view(-1, 4, d).unbind(1), msg.view(n, 2, d).unbind(1)
         parts = [h]
-        for d, (src, dst) in enumerate((edge_index, edge_index.flip(0))):
-            gamma, beta = self.film[d](e).chunk(2, dim=-1)
-            m = gamma * self.msg[d](h).index_select(0, src) + beta  # (E, d): project nodes, then gather
-            aggs = [scatter(m, dst, 0, dim_size=n, reduce=r) for r in ("mean", "max", "min")]
-            sq = scatter(m * m, dst, 0, dim_size=n, reduce="mean")
-            aggs.append((sq - aggs[0] ** 2).clamp(min=0).add(1e-6).sqrt())
-            agg = torch.cat(aggs, dim=-1)  # (N, 4d)
-            logd = torch.log1p(degree(dst, n, dtype=h.dtype))[:, None]
-            parts += [agg, agg * logd / self.avg_log_degree, agg * self.avg_log_degree / logd.clamp(min=1e-3)]
+        for k, (src, dst) in enumerate((edge_index, edge_index.flip(0))):
+            m = torch.addcmul(films[2 * k + 1], films[2 * k], msgs[k].index_select(0, src))  # (E, d)
+            # mean, max, min in one autograd node (metanets.scatter: the same values as PyG's scatter)
+            mean, mx, mn = scatter_aggregate(m, dst, n, ("mean", "max", "min"))[0]
+            count = torch.bincount(dst, minlength=n).to(h.dtype).view(-1, 1)
+            sq = m.new_zeros(n, d).index_add_(0, dst, m * m) / count.clamp(min=1)
+            agg = torch.cat([mean, mx, mn, (sq - mean * mean).clamp(min=0).add(1e-6).sqrt()], dim=-1)  # (N, 4d)
+            logd = torch.log1p(count)
+            parts += [agg, agg * (logd / self.avg_log_degree), agg * (self.avg_log_degree / logd.clamp(min=1e-3))]
         h = h + self.node_mlp(torch.cat(parts, dim=-1))
         return h, self.edge_net(e, h, edge_index)
 
