@@ -97,6 +97,15 @@ class Compiled:
         return got
 
     @property
+    def edges_full(self) -> bool:
+        """Every edge slot holds a parameter (no zero padding in ``edge_attr``)."""
+        got = self.__dict__.get("_edges_full")
+        if got is None:
+            got = bool(self.edge_mask.all())
+            object.__setattr__(self, "_edges_full", got)
+        return got
+
+    @property
     def inverse(self) -> torch.Tensor:
         """``[P]`` index into ``cat(edge_attr.flatten(), x.flatten())`` giving back ``vec`` (made on first use)."""
         got = self.__dict__.get("_inverse")

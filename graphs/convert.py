@@ -118,7 +118,7 @@ def vector_to_graph(vec: torch.Tensor, layout: Layout, ints: torch.Tensor | None
                                   f"({layout.num_params},)")
     k = c.width
     # index_select: a plain gather, much cheaper than advanced indexing for small graphs
-    if vec.numel() and bool(c.edge_mask.all()):  # no padded edge slot: gather from vec itself, no copy of it
+    if vec.numel() and c.edges_full:  # no padded edge slot: gather from vec itself, no copy of it
         edge_attr = vec.index_select(0, c.edge_gather).view(-1, k)
         x = torch.where(c.x_mask.view(-1), vec.index_select(0, c.node_gather.clamp(max=vec.numel() - 1)),
                         vec.new_zeros(())).view(c.num_nodes, k)
