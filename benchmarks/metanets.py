@@ -55,6 +55,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -76,7 +77,8 @@ MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-rn", "gmn-n
                       "pna-noprobes", "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
-          "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-noprobes", "gmn-fixed", "pna", "nfn", "statnn",
+          "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-p64-group", "gmn-p64-rn", "gmn-noprobes",
+                             "gmn-noprobes-rn", "gmn-fixed", "pna", "nfn", "statnn",
                              "render-cnn"],
           "edit": ["gmn", "pna", "transformer", "nfn"], "edit-dilate": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
@@ -91,14 +93,19 @@ VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": 
             "mlp-aug": ["--model", "mlp", "--augment"], "mlp-canon": ["--model", "mlp", "--canonicalize"],
             "gmn-ema": ["--model", "gmn", "--ema", "0.995"],
             "gmn-rn": ["--model", "gmn", "--readout", "group", "--readout-norm"],
-            "gmn-p64-ema": ["--model", "gmn", "--probes", "64", "--ema", "0.995"]}
+            "gmn-p64-ema": ["--model", "gmn", "--probes", "64", "--ema", "0.995"],
+            "gmn-p64-group": ["--model", "gmn", "--probes", "64", "--readout", "group"],
+            "gmn-p64-rn": ["--model", "gmn", "--probes", "64", "--readout", "group", "--readout-norm"],
+            "gmn-noprobes-rn": ["--model", "gmn", "--probes", "0", "--readout", "group", "--readout-norm"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
           "gmn-fixed": "16 fixed", "gmn-p64": "64 learned", "gmn-aug": "16 learned",
           "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned",
+          "gmn-p64-group": "64 learned", "gmn-p64-rn": "64 learned",
           "gmn-rn": "16 learned"}  # others: weights only
 
 
-def zoo(work: str, task: str, n_runs: int, n_images: int | None, views: int = 1) -> str:
+def zoo(work: str, task: str, n_runs: int, n_images: int | None, views: int = 1,
+        inr_recipe: str = "digits16-siren") -> str:
     """Path of the task's zoo, built on first use."""
     if task.startswith("predict"):
         recipe = "digits-cnn-demo" if task == "predict" else "digits-cnn-small"
@@ -106,7 +113,7 @@ def zoo(work: str, task: str, n_runs: int, n_images: int | None, views: int = 1)
         if not os.path.exists(path):
             build_zoo(get_recipe(recipe, n_runs=n_runs), path, progress=True)
     else:
-        recipe = "digits16-siren" if task == "classify-indep" else "digits-siren-shared"
+        recipe = inr_recipe if task == "classify-indep" else "digits-siren-shared"
         views = views if task == "classify-indep" else 1
         path = os.path.join(work, f"{recipe}-{n_images or 'all'}{f'-x{views}' if views > 1 else ''}.h5")
         if not os.path.exists(path):
@@ -163,7 +170,8 @@ def render_then_classify(data: str, epochs: int, lr: float, wd: float, seed: int
     t0 = time.perf_counter()
     with ZooReader(data) as r:
         layout = r.layout()
-        side = 16 if "digits16" in os.path.basename(data) else 8
+        found = re.search(r"digits(\d+)-", os.path.basename(data))
+        side = int(found.group(1)) if found else 8
         render = SirenRenderer(layout, (side, side))
         labels = torch.as_tensor(r.labels("class").astype(np.int64))
         parts = {}
@@ -219,6 +227,8 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=None, help="INRs of the classify/edit zoo (default: all)")
     ap.add_argument("--views", type=int, default=1, help="SIRENs per image of the classify-indep zoo, each from its "
                     "own initialization (splits by image)")
+    ap.add_argument("--inr-recipe", default="digits16-siren", choices=("digits16-siren", "digits28-siren"),
+                    help="the zoo of classify-indep (digits upsampled to 16x16 or 28x28)")
     ap.add_argument("--work", default="benchmarks/work")
     ap.add_argument("--out", default="benchmarks/results/metanets")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from OUT.json")
@@ -235,7 +245,7 @@ def main() -> None:
     grid = list(itertools.product([float(x) for x in args.lrs.split(",")],
                                   [float(x) for x in args.weight_decays.split(",")],
                                   range(args.first_seed, args.first_seed + args.seeds)))
-    jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images, args.views), *point)
+    jobs = [(task, model, zoo(args.work, task, args.n_runs, args.n_images, args.views, args.inr_recipe), *point)
             for task in args.tasks.split(",") for model in MODELS[task]
             if not args.models or model in args.models.split(",") for point in grid]
     results: dict = {}
@@ -279,7 +289,8 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
     views = getattr(args, "views", 1)
     zoos = {"predict": f"digits-cnn-demo, {args.n_runs} runs",
             "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures",
-            "classify-indep": f"digits16-siren: digits upsampled to 16x16, independent initializations, "
+            "classify-indep": f"{args.inr_recipe}: digits upsampled to {args.inr_recipe[6:8]}x{args.inr_recipe[6:8]}, "
+                              "independent initializations, "
                               f"{args.n_images or 'all 1,797'} images"
                               f"{f', {views} SIRENs per image (splits by image)' if views > 1 else ''}"
                               "; render-cnn: a CNN on the INRs' renders"}

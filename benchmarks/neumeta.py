@@ -43,7 +43,8 @@ from graphs.width import select_units  # noqa: E402
 from metanets.hyper import recompute_bn_stats  # noqa: E402
 from tasks.neumeta import EVAL_WIDTHS, test_accuracy  # noqa: E402
 
-FAMILIES = '''from torch import nn
+FAMILIES = '''import torch
+from torch import nn
 
 
 def mlp(width: float) -> nn.Module:
@@ -55,6 +56,70 @@ def cnn(width: float) -> nn.Module:
     c, h = max(1, round(8 * width)), max(1, round(16 * width))
     return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, h, 3, padding=1),
                          nn.BatchNorm2d(h), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(h, 10))
+
+
+class Block(nn.Module):
+    """A residual block with BatchNorm (not fused): conv-BN-ReLU-conv-BN, plus the input, then ReLU."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return (x + self.b2(self.c2(self.b1(self.c1(x)).relu()))).relu()
+
+
+def resnet(width: float) -> nn.Module:
+    c = max(1, round(16 * width))
+    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), Block(c), Block(c),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention whose inner width (heads x head width) is set apart from the model width."""
+
+    def __init__(self, d: int, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.q, self.k, self.v = (nn.Linear(d, heads * head_dim) for _ in range(3))
+        self.o = nn.Linear(heads * head_dim, d)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = (f(x).reshape(b, t, self.heads, self.head_dim).transpose(1, 2) for f in (self.q, self.k, self.v))
+        y = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.o(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+
+class Layer(nn.Module):
+    def __init__(self, d: int, heads: int, head_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.n1, self.att, self.n2 = nn.LayerNorm(d), Attention(d, heads, head_dim), nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+
+    def forward(self, x):
+        x = x + self.att(self.n1(x))
+        return x + self.mlp(self.n2(x))
+
+
+class ViT(nn.Module):
+    """2x2 patches of an 8x8 digit (16 tokens), two pre-norm layers, mean-pooled tokens."""
+
+    def __init__(self, head_dim: int, hidden: int, d: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(1, d, 2, stride=2)
+        self.pos = nn.Parameter(torch.zeros(1, 16, d))
+        self.layers = nn.Sequential(Layer(d, heads, head_dim, hidden), Layer(d, heads, head_dim, hidden))
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, 10)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.layers(t)).mean(1))
+
+
+def vit(width: float) -> nn.Module:  # the model width, the heads' width and the MLP's hidden width scale
+    return ViT(max(1, round(8 * width)), max(1, round(64 * width)), d=max(1, round(32 * width)))
 '''
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 STEPS, BATCH, LR = 600, 64, 3e-3
@@ -113,7 +178,7 @@ def commit() -> str:
         return "unknown"
 
 
-def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str) -> dict:
+def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str, extra_args: list[str]) -> dict:
     """Every column of one family and seed."""
     make, _ = load_factory(f"{fam_file}:{name}")
     data = load_digits_data()
@@ -143,7 +208,7 @@ def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str) -> d
         train_script.main(["--task", "neumeta", "--factory", f"{fam_file}:{name}", "--checkpoint", ck,
                            "--dataset", "digits", "--out", run, "--epochs", str(epochs), "--seed", str(seed),
                            "--lr", str(LR),
-                           "--threads", "1", "--quiet", "--overwrite", *extra])
+                           "--threads", "1", "--quiet", "--overwrite", *extra_args, *extra])
         out[f"{key}_train_s"] = time.perf_counter() - t0
         res = eval_script.main([os.path.join(run, "best.pt"), "--threads", "1", "--no-plot"])
         out[key] = [row["accuracy"] for row in res["widths"]]
@@ -160,25 +225,30 @@ def main() -> None:
     parser.add_argument("--families", default="mlp,cnn")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=30, help="manifold training epochs (40 steps of 32 each)")
+    parser.add_argument("--manifold-args", default="", help="more train.py options of the manifold runs, e.g. "
+                                                            "'--distill-weight 1'")
+    parser.add_argument("--out", default="neumeta", help="results file stem in benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = tempfile.mkdtemp(prefix="neumeta_bench_")
     fam_file = os.path.join(work, "families.py")
     with open(fam_file, "w") as f:
         f.write(FAMILIES)
-    runs = [run_family(n, fam_file, int(s), args.epochs, work) for n in args.families.split(",")
-            for s in args.seeds.split(",")]
+    runs = [run_family(n, fam_file, int(s), args.epochs, work, args.manifold_args.split())
+            for n in args.families.split(",") for s in args.seeds.split(",")]
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (1 thread), "
                f"torch {torch.__version__}")
     result = {"commit": commit(), "machine": machine, "dataset": "digits", "epochs": args.epochs,
+              "manifold_args": args.manifold_args,
               "individual_budget": {"steps": STEPS, "batch": BATCH, "lr": LR}, "runs": runs}
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "neumeta.json"), "w") as f:
+    with open(os.path.join(RESULTS, f"{args.out}.json"), "w") as f:
         json.dump(result, f, indent=2)
     cols = ["manifold", "individual", "pruned", "manifold_no_smoothing"]
     lines = [f"# Weight manifold over widths on digits (commit {result['commit']}, {machine})", "",
              f"Test accuracy against width ratio, mean over seeds {args.seeds}. Manifold: {args.epochs} epochs of "
-             f"train.py --task neumeta (defaults, lr {LR}); individual: each width trained alone for {STEPS} steps of "
+             f"train.py --task neumeta (defaults, lr {LR}{', ' + args.manifold_args if args.manifold_args else ''}); "
+             f"individual: each width trained alone for {STEPS} steps of "
              f"{BATCH} (Adam {LR}), as the full network; pruned: the full network, top-L1 units per group, "
              "BatchNorm statistics recomputed. '*' = a width the manifold never trained at.", ""]
     fig, axes = plt.subplots(1, len(args.families.split(",")), figsize=(5 * len(args.families.split(",")), 3.8),
@@ -203,8 +273,8 @@ def main() -> None:
         ax.set_ylabel("test accuracy")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "neumeta.png"))
-    with open(os.path.join(RESULTS, "neumeta.md"), "w") as f:
+    fig.savefig(os.path.join(RESULTS, f"{args.out}.png"))
+    with open(os.path.join(RESULTS, f"{args.out}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

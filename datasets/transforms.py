@@ -22,7 +22,7 @@ from datasets.hdf5 import STAT_KINDS, ZooReader
 from datasets.stats import read_stats
 from graphs.align import weight_matching
 
-__all__ = ["Canonicalize", "Compose", "Normalize", "RandomSymmetry", "RowTransform"]
+__all__ = ["Canonicalize", "Compose", "InputWarp", "Normalize", "RandomSymmetry", "RowTransform"]
 
 RowTransform = Callable[[torch.Tensor, "graphs.Layout"], torch.Tensor]
 
@@ -44,6 +44,67 @@ class RandomSymmetry:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class InputWarp:
+    r"""Warp a coordinate network's input by a random affine map: the network then draws ``f(A x + t)``.
+
+    For an INR, ``f(A x + t)`` is its image slightly rotated, scaled, sheared and shifted: a new training
+    example with the same class, written exactly in weight space. Every layer that reads the network input
+    directly (weight ``W`` with an axis on the input group, bias ``b`` of the same module) becomes
+    ``W A`` and ``b + W t``. ``A = I + strength * G`` and ``t = strength * g`` with standard normal ``G``
+    and ``g``; ``strength = 0`` is the identity. The map acts on the input group, not on any neuron group,
+    so it commutes with neuron permutations.
+
+    Args:
+        strength: Size of the random distortion (e.g. 0.1).
+        generator: Source of randomness (default: torch's global RNG).
+
+    Raises:
+        ValueError: (on call) the layout has no linear layer on a single input group of 1 to 3 coordinates.
+    """
+
+    def __init__(self, strength: float, generator: torch.Generator | None = None) -> None:
+        if strength < 0:
+            raise ValueError(f"InputWarp(strength={strength}): give 0 (no warp) or a positive size")
+        self.strength, self.generator = float(strength), generator
+        self._plans: dict[str, list[tuple[graphs.layout.ParamSpec, graphs.layout.ParamSpec | None]]] = {}
+
+    def _plan(self, layout: graphs.Layout):
+        plan = self._plans.get(layout.fingerprint)
+        if plan is not None:
+            return plan
+        inputs = [g.id for g in layout.groups if g.fixed and "input" in g.kinds]
+        by_name = {p.name: p for p in layout.params}
+        plan = []
+        for p in layout.params:
+            if len(p.shape) == 2 and len(inputs) == 1 and p.axes[1] == ("a", inputs[0]) and p.shape[1] <= 3:
+                bias = by_name.get(p.name.rsplit(".", 1)[0] + ".bias") if "." in p.name else None
+                plan.append((p, bias if bias is not None and bias.axes == (p.axes[0],) else None))
+        if not plan:
+            raise ValueError(f"InputWarp: layout {layout.fingerprint} has no linear layer reading a coordinate input "
+                             "(1 to 3 numbers); the warp applies to coordinate networks such as INRs only")
+        self._plans[layout.fingerprint] = plan
+        return plan
+
+    def __call__(self, vec: torch.Tensor, layout: graphs.Layout) -> torch.Tensor:
+        """``vec`` with its input warped by a fresh random affine map."""
+        plan = self._plan(layout)
+        d = plan[0][0].shape[1]
+        noise = torch.randn(d * d + d, generator=self.generator, dtype=torch.float64)
+        a = torch.eye(d, dtype=torch.float64) + self.strength * noise[:d * d].reshape(d, d)
+        t = self.strength * noise[d * d:]
+        out = vec.clone()
+        for w_spec, b_spec in plan:
+            w = vec[w_spec.offset:w_spec.offset + w_spec.numel].double().reshape(w_spec.shape)
+            out[w_spec.offset:w_spec.offset + w_spec.numel] = (w @ a).reshape(-1).to(vec.dtype)
+            if b_spec is not None:
+                b = vec[b_spec.offset:b_spec.offset + b_spec.numel].double()
+                out[b_spec.offset:b_spec.offset + b_spec.numel] = (b + w @ t).to(vec.dtype)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.strength})"
 
 
 class Canonicalize:

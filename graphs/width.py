@@ -30,8 +30,8 @@ from graphs.layout import Layout
 from graphs.symmetry import apply_symmetry, index_axes
 from graphs.trace import trace
 
-__all__ = ["WidthFamily", "build_member", "group_owner", "select_units", "shortest_path_order", "smooth",
-           "total_variation", "trace_family", "unit_coordinates", "unit_features"]
+__all__ = ["WidthFamily", "block_groups", "build_member", "group_owner", "select_units", "shortest_path_order",
+           "smooth", "total_variation", "trace_family", "unit_coordinates", "unit_features"]
 
 
 def unit_coordinates(n: int) -> torch.Tensor:
@@ -54,6 +54,29 @@ def _atoms(label) -> list[int]:
     if label[0] == "u":
         return []
     return [g for part in label[1] for g in _atoms(part)]
+
+
+def block_groups(layout: Layout) -> set[int]:
+    """Groups that only ever count blocks of other groups: the outer factors of products such as heads x head_dim.
+
+    Such a group (the attention heads) may keep its size across a width family while its blocks narrow; every
+    other permutable group must scale.
+    """
+    outer: set[int] = set()
+    inner: set[int] = set()
+
+    def walk(label, is_outer: bool) -> None:
+        if label[0] == "a":
+            (outer if is_outer else inner).add(label[1])
+        elif label[0] != "u":
+            parts = label[1]
+            for i, part in enumerate(parts):
+                walk(part, is_outer or (label[0] == "p" and i < len(parts) - 1))
+
+    for p in layout.params:
+        for lab in p.axes:
+            walk(lab, False)
+    return outer - inner
 
 
 def build_member(make: Callable, width: float, spec: str = "make") -> nn.Module:
@@ -94,7 +117,10 @@ class WidthFamily:
 
     @property
     def scaling_groups(self) -> list[int]:
-        """Ids of the groups that scale with the width (permutable in the full network)."""
+        """Ids of the permutable groups of the full network: they scale with the width.
+
+        A count of blocks, such as attention heads, may instead keep its size (see :func:`block_groups`).
+        """
         return [g.id for g in self.full.groups if not g.fixed]
 
     def ratios(self, layout: Layout) -> dict[int, float]:
@@ -117,12 +143,15 @@ class WidthFamily:
             if p.axes != q.axes:
                 raise ValueError(f"parameter '{p.name}' of {spec}({width}) is wired differently from {spec}(1.0) "
                                  "(its axes belong to other neuron groups); only the widths may change")
+        blocks = block_groups(full)
         for g, f in zip(layout.groups, full.groups, strict=True):
             where = group_owner(full, f.id)
             if f.fixed and g.size != f.size:
                 raise ValueError(f"neuron group {f.id} ({where}, {'/'.join(f.kinds)}) has {f.size} units in "
                                  f"{spec}(1.0) but {g.size} in {spec}({width}); inputs, outputs and kernel offsets "
                                  "must keep their size at every width")
+            if not f.fixed and g.size == f.size and f.id in blocks:
+                continue  # a count of blocks (attention heads) may stay the same while the blocks narrow
             if not f.fixed:
                 expect = width * f.size
                 if g.size > f.size or abs(g.size - expect) > max(1.0, 0.5 * expect):

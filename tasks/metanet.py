@@ -23,7 +23,7 @@ from tqdm import tqdm
 import graphs
 from datasets import ZooDataset
 from datasets.loader import make_loader, set_epoch
-from datasets.transforms import Canonicalize, RandomSymmetry
+from datasets.transforms import Canonicalize, Compose, InputWarp, RandomSymmetry
 from graphs.cli import build_from_factory
 from graphs.probes import ProbeNet
 from metanets import GRAPH_MODELS, ModelConfig, build_model
@@ -53,6 +53,9 @@ class MetanetConfig:
     readout_norm: bool = opt(False, "graph models: standardize the pooled features over each batch's graphs (a "
                              "BatchNorm) before the head; needed by weight-only models on INR zoos")
     augment: bool = opt(False, "random neuron-permutation augmentation of training graphs")
+    warp: float = opt(0.0, "coordinate networks (INRs): warp each training network's input by a random affine map "
+                      "x -> (I + s G) x + s g (G, g standard normal), written exactly into its first layer, with this "
+                      "s (e.g. 0.1; 0: off)")
     canonicalize: bool = opt(False, "align every model (all splits, --predict files) to a reference of its "
                              "architecture by weight matching before building its graph (the alternative to --augment "
                              "for position-bound models)")
@@ -77,6 +80,11 @@ class MetanetConfig:
             raise ValueError(f"--probes {self.probes}: give a number of probes, 0 (off) or -1 (automatic)")
         if self.probes > 0 and self.model not in GRAPH_MODELS:
             raise ValueError(f"--probes needs a graph model (gmn, pna, transformer), not {self.model}; use --probes 0")
+        if self.warp < 0:
+            raise ValueError(f"--warp {self.warp}: give 0 (off) or a positive size such as 0.1")
+        if self.canonicalize and self.warp > 0:
+            raise ValueError("--warp and --canonicalize: the canonical form is computed once per model, a warp is "
+                             "drawn per step; choose one")
         if self.canonicalize and self.augment:
             raise ValueError("--augment draws random neuron permutations, which undoes --canonicalize; choose one")
         if self.canonical_refine < 0:
@@ -125,7 +133,8 @@ class MetanetTask(Task):
         """The zoo's train/val splits as loaders; layouts, graph width and the output size."""
         tc, cfg, run = self.tc, self.cfg, self.run
         self.labels = [tc.target] if tc.target else []
-        transform = RandomSymmetry() if tc.augment else None
+        parts = ([RandomSymmetry()] if tc.augment else []) + ([InputWarp(tc.warp)] if tc.warp > 0 else [])
+        transform = parts[0] if len(parts) == 1 else Compose(parts) if parts else None
         self.train_ds = self.finite(ZooDataset(tc.data, cfg.train_split, labels=self.labels, transform=transform))
         self.val_ds = self.finite(ZooDataset(tc.data, cfg.val_split, labels=self.labels))
         self.canon = None

@@ -78,6 +78,8 @@ class NeuMetaTrainConfig:
     train_widths: int = opt(4, "evenly spaced width ratios in --width-range that the manifold is trained at")
     widths_per_step: int = opt(2, "networks sampled per optimizer step")
     recon_weight: float = opt(100.0, "weight of the reconstruction of the smoothed full network")
+    distill_weight: float = opt(0.0, "weight of distillation from the full network: KL divergence from its "
+                                     "predictions to each sampled network's (0: off)")
     coord_noise: float = opt(0.1, "std of the unit-coordinate noise, in unit spacings")
     smooth: bool = opt(True, "reorder the full network's neurons for smoothness before training")
     frequencies: int = opt(6, "Fourier frequencies per coordinate")
@@ -102,6 +104,8 @@ class NeuMetaTrainConfig:
                              f"({self.train_widths})")
         if self.bn_batches < 1:
             raise ValueError(f"--bn-batches {self.bn_batches}: give at least 1")
+        if self.distill_weight < 0:
+            raise ValueError(f"--distill-weight {self.distill_weight}: give 0 (off) or a positive weight")
 
     @property
     def ratios(self) -> list[float]:
@@ -173,6 +177,11 @@ class NeuMetaTask(Task):
                                          for g, (b, a) in tv.items()},
                               "before": sum(b for b, _ in tv.values()), "after": sum(a for _, a in tv.values())}
         self.full_sd = sd
+        self.teacher = None
+        if tc.distill_weight > 0:  # the full network (smoothing does not change its function)
+            self.teacher = build_member(make, 1.0, tc.factory).to(dev)
+            self.teacher.load_state_dict(sd, strict=True)
+            self.teacher.eval().requires_grad_(False)
         self.nets = [build_member(make, r, tc.factory).to(dev) for r in tc.ratios]
         self.coords = [element_coords(self.family.layouts[r], full, r).to(dev) for r in tc.ratios]
         self.full_coords = element_coords(full, full, 1.0).to(dev)
@@ -238,9 +247,14 @@ class NeuMetaTask(Task):
         ws, idx = batch
         for w in ws:
             self.nets[w].train()
-        loss, ce, recon, acc = module([self.nets[w] for w in ws], [self.coords[w] for w in ws], self.x_train[idx],
+        x = self.x_train[idx]
+        teacher = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(x)
+        loss, ce, recon, acc = module([self.nets[w] for w in ws], [self.coords[w] for w in ws], x,
                                       self.y_train[idx], self.full_coords, self.target, self.tc.coord_noise,
-                                      self.tc.recon_weight)
+                                      self.tc.recon_weight, teacher, self.tc.distill_weight)
         return loss, len(ws), {"ce": float(ce), "recon": float(recon), "accuracy": float(acc)}
 
     def validate(self, model: nn.Module) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Images to fit INRs to, each with a class label; every source is offline.
 
 * ``digits``: scikit-learn's 1,797 8x8 digits (label: the digit);
+* ``digits16``, ``digits28``: the same digits upsampled (bilinear) to 16x16 or 28x28 (MNIST's size);
 * ``lfw``: scikit-image ``lfw_subset()`` 200 25x25 crops (label: 1 face, 0 not a face);
 * ``skimage``: scikit-image sample photos, grayscale, resized (label: the photo's index);
 * ``folder``: ``ROOT/<class>/*.png|jpg`` (label: the class folder, in sorted order).
@@ -21,7 +22,7 @@ __all__ = ["IMAGE_SOURCES", "ImageSet", "SKIMAGE_SAMPLES", "load_images"]
 
 SKIMAGE_SAMPLES = ("camera", "astronaut", "coffee", "chelsea", "coins", "moon", "horse", "rocket", "page",
                    "text", "clock", "grass", "gravel", "brick", "colorwheel", "immunohistochemistry")
-IMAGE_SOURCES = ("digits", "digits16", "lfw", "skimage", "folder")
+IMAGE_SOURCES = ("digits", "digits16", "digits28", "lfw", "skimage", "folder")
 
 
 @dataclass
@@ -72,11 +73,14 @@ def _digits() -> ImageSet:
                     tuple(str(i) for i in range(10)))
 
 
-def _digits16() -> ImageSet:
-    """The digits upsampled (bilinear) to 16x16: INRs of a size where fits differ more between images."""
+def _digits_upsampled(side: int) -> ImageSet:
+    """The digits upsampled (bilinear) to ``side x side``, where fits differ more between images.
+
+    At 28x28 a SIREN of 1,185 parameters fits 784 pixels, as on MNIST.
+    """
     d = _digits()
-    images = torch.nn.functional.interpolate(d.images, size=(16, 16), mode="bilinear", align_corners=False)
-    return ImageSet("digits16", images.clamp(0, 1), d.labels, d.class_names)
+    images = torch.nn.functional.interpolate(d.images, size=(side, side), mode="bilinear", align_corners=False)
+    return ImageSet(f"digits{side}", images.clamp(0, 1), d.labels, d.class_names)
 
 
 def _lfw() -> ImageSet:
@@ -121,8 +125,8 @@ def load_images(source: str, path: str | os.PathLike | None = None, size: tuple[
     """
     if source == "digits":
         return _digits()
-    if source == "digits16":
-        return _digits16()
+    if source in ("digits16", "digits28"):
+        return _digits_upsampled(int(source[6:]))
     if source == "lfw":
         return _lfw()
     if source == "skimage":

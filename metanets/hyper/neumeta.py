@@ -319,9 +319,11 @@ class NeuMeta(nn.Module):
 class NeuMetaLoss(nn.Module):
     """One training step's loss: cross-entropy of sampled networks + reconstruction of the full network.
 
-    ``forward(nets, coords, x, y, full_coords, target, noise, recon_weight)`` returns
-    ``(loss, cross-entropy, reconstruction, accuracy)``; the reconstruction is the mean squared error at
-    width 1.0 in units of each tensor's standard deviation.
+    ``forward(nets, coords, x, y, full_coords, target, noise, recon_weight, teacher=None, distill_weight=0)``
+    returns ``(loss, cross-entropy, reconstruction, accuracy)``; the reconstruction is the mean squared error
+    at width 1.0 in units of each tensor's standard deviation. With ``teacher`` (the full network's logits on
+    ``x``) and ``distill_weight > 0``, the loss adds ``distill_weight`` x the KL divergence from the teacher's
+    predicted distribution to each sampled network's (temperature 1), averaged over the sampled networks.
     """
 
     def __init__(self, model: NeuMeta) -> None:
@@ -329,17 +331,24 @@ class NeuMetaLoss(nn.Module):
         self.model = model
 
     def forward(self, nets: Sequence[nn.Module], coords: Sequence[Coords], x: torch.Tensor, y: torch.Tensor,
-                full_coords: Coords, target: torch.Tensor, noise: float, recon_weight: float):
-        ces, correct = [], []
+                full_coords: Coords, target: torch.Tensor, noise: float, recon_weight: float,
+                teacher: torch.Tensor | None = None, distill_weight: float = 0.0):
+        ces, kls, correct = [], [], []
         for net, c in zip(nets, coords, strict=True):
-            logits = functional_forward(net, self.model(c, noise), x)
-            ces.append(F.cross_entropy(logits.float(), y))
+            logits = functional_forward(net, self.model(c, noise), x).float()
+            ces.append(F.cross_entropy(logits, y))
+            if teacher is not None and distill_weight > 0:
+                kls.append(F.kl_div(F.log_softmax(logits, -1), F.log_softmax(teacher.float(), -1),
+                                    reduction="batchmean", log_target=True))
             correct.append((logits.argmax(-1) == y).float().mean())
         ce = torch.stack(ces).mean()
         tid = full_coords.tensor_id
         pred = self.model.values(full_coords, noise)
         recon = (((pred - target) / self.model.std[tid]) ** 2).mean()
-        return ce + recon_weight * recon, ce.detach(), recon.detach(), torch.stack(correct).mean().detach()
+        loss = ce + recon_weight * recon
+        if kls:
+            loss = loss + distill_weight * torch.stack(kls).mean()
+        return loss, ce.detach(), recon.detach(), torch.stack(correct).mean().detach()
 
 
 def sample_params(model: NeuMeta, layout: Layout, width: float) -> dict[str, torch.Tensor]:

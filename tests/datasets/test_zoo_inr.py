@@ -140,3 +140,54 @@ def test_views_refuse_a_shared_initialization(tmp_path):
                                                                                                shared_init=True))
     with pytest.raises(ZooError, match="same SIREN"):
         build_siren_zoo(recipe, tmp_path / "inr.h5")
+
+
+def _siren_layout_and_vec(seed):
+    torch.manual_seed(seed)
+    siren = Siren(2, 8, 3, 1).double()
+    layout = graphs.trace(siren, (torch.zeros(4, 2, dtype=torch.float64),))
+    return siren, layout, graphs.flatten_state_dict(siren.state_dict(), layout)
+
+
+def test_input_warp_draws_the_image_of_warped_coordinates_exactly():
+    from datasets.transforms import InputWarp
+    siren, layout, vec = _siren_layout_and_vec(0)
+    gen = torch.Generator().manual_seed(3)
+    warped = InputWarp(0.1, gen)(vec, layout)
+    gen.manual_seed(3)  # the same draw: A = I + 0.1 G, t = 0.1 g
+    noise = torch.randn(6, generator=gen, dtype=torch.float64)
+    a, t = torch.eye(2, dtype=torch.float64) + 0.1 * noise[:4].reshape(2, 2), 0.1 * noise[4:]
+    coords = make_coordinates(9, 9).double()
+    other = Siren(2, 8, 3, 1).double()
+    other.load_state_dict(graphs.unflatten_state_dict(warped, layout))
+    with torch.no_grad():
+        torch.testing.assert_close(other(coords), siren(coords @ a.T + t), rtol=0, atol=1e-12)
+        assert (other(coords) - siren(coords)).abs().max() > 1e-2  # sensitivity: the image did change
+    changed = (warped != vec).nonzero().flatten()
+    first = {p.name: p for p in layout.params}
+    lo, hi = first["seq.0.weight"].offset, first["seq.0.bias"].offset + first["seq.0.bias"].numel
+    assert changed.min() >= lo and changed.max() < hi  # only the layer that reads the coordinates
+    assert torch.equal(InputWarp(0.0)(vec, layout), vec)
+
+
+def test_input_warp_commutes_with_neuron_permutations():
+    from datasets.transforms import InputWarp
+    _, layout, vec = _siren_layout_and_vec(1)
+    perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(0))
+    index = graphs.symmetry_index(layout, perm)
+    gen = torch.Generator()
+    gen.manual_seed(5)
+    a = InputWarp(0.2, gen)(vec, layout)[index]
+    gen.manual_seed(5)
+    b = InputWarp(0.2, gen)(vec[index], layout)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+
+
+def test_input_warp_refuses_networks_without_a_coordinate_input():
+    from datasets.transforms import InputWarp
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    layout = graphs.trace(net, (torch.zeros(2, 1, 8, 8),))
+    with pytest.raises(ValueError, match="coordinate networks such as INRs only"):
+        InputWarp(0.1)(graphs.flatten_state_dict(net.state_dict(), layout), layout)
+    with pytest.raises(ValueError, match="positive size"):
+        InputWarp(-1.0)

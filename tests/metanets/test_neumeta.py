@@ -49,6 +49,37 @@ FAMILIES = textwrap.dedent('''
         return nn.Sequential(nn.Flatten(), nn.Linear(64, h), nn.ReLU(), nn.Linear(h, max(1, round(10 * width))))
 
 
+    class Heads(nn.Module):  # attention with 2 heads whose width scales; the head count does not
+        def __init__(self, head_dim, heads=2, d=8):
+            super().__init__()
+            self.heads, self.head_dim = heads, head_dim
+            self.q, self.k, self.v = (nn.Linear(d, heads * head_dim) for _ in range(3))
+            self.o = nn.Linear(heads * head_dim, d)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = (f(x).reshape(b, t, self.heads, self.head_dim).transpose(1, 2) for f in (self.q, self.k, self.v))
+            y = nn.functional.scaled_dot_product_attention(q, k, v)
+            return self.o(y.transpose(1, 2).reshape(b, t, -1))
+
+
+    class Tokens(nn.Module):
+        def __init__(self, head_dim, hidden, d):
+            super().__init__()
+            self.embed, self.att = nn.Linear(8, d), Heads(head_dim, d=d)
+            self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+            self.head = nn.Linear(d, 10)
+
+        def forward(self, x):
+            t = self.embed(x.flatten(1, 2))  # the 8 image rows as tokens
+            t = t + self.att(t)
+            return self.head((t + self.mlp(t)).mean(1))
+
+
+    def attention(width: float) -> nn.Module:
+        return Tokens(max(1, round(4 * width)), max(1, round(16 * width)), max(1, round(8 * width)))
+
+
     def no_width() -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 ''')
@@ -104,6 +135,50 @@ def test_family_errors_name_what_does_not_scale(fam_file):
         trace_family(_make(fam_file, "no_width"), (X,), [0.5], "no_width")
     with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
         trace_family(_make(fam_file, "mlp"), (X,), [1.5], "mlp")
+
+
+def test_attention_heads_keep_their_count_while_their_width_scales(fam_file):
+    fam = trace_family(_make(fam_file, "attention"), (X,), [0.5], "attention")
+    full, half = fam.full, fam.layouts[0.5]
+    heads = [g for g in fam.scaling_groups if full.groups[g].size == 2]
+    assert len(heads) == 1  # the heads: permutable, a count of blocks of q/k and of v/o units
+    assert all(half.groups[g].size == 2 for g in heads)
+    assert sorted(full.groups[g].size for g in fam.scaling_groups if g not in heads) == [4, 4, 8, 16]
+    assert sorted(half.groups[g].size for g in fam.scaling_groups if g not in heads) == [2, 2, 4, 8]
+    from graphs.width import block_groups
+    assert block_groups(full) == set(heads)
+    make = _make(fam_file, "attention")
+    model = NeuMeta(NeuMetaConfig(full.to_json(), hidden=16, layers=1, frequencies=3))
+    net = make(0.5)
+    sd = sample_state_dict(model, net, 0.5, torch.randn(4, 1, 8, 8))
+    net.load_state_dict(sd, strict=True)
+
+
+def test_distillation_adds_the_kl_to_the_full_networks_predictions(fam_file):
+    from metanets.hyper.neumeta import NeuMetaLoss
+    make = _make(fam_file, "mlp")
+    fam = trace_family(make, (X,), [0.5], "mlp")
+    torch.manual_seed(0)
+    model = NeuMeta(NeuMetaConfig(fam.full.to_json(), hidden=16, layers=1, frequencies=3))
+    full_sd = make(1.0).state_dict()
+    model.set_scale(full_sd)
+    loss_fn = NeuMetaLoss(model)
+    net, coords = make(0.5), element_coords(fam.layouts[0.5], fam.full, 0.5)
+    full_coords = element_coords(fam.full, fam.full, 1.0)
+    target = torch.cat([full_sd[n].reshape(-1) for n in full_coords.names])
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    teacher = torch.randn(16, 10)
+    base, ce, recon, _ = loss_fn([net], [coords], x, y, full_coords, target, 0.0, 1.0)
+    with_kl, ce2, _, _ = loss_fn([net], [coords], x, y, full_coords, target, 0.0, 1.0, teacher, 0.5)
+    with torch.no_grad():
+        from metanets.hyper import functional_forward
+        logits = functional_forward(net, model(coords), x)
+    p = teacher.softmax(-1)
+    kl = (p * (p.log() - logits.log_softmax(-1))).sum(-1).mean()
+    assert float(ce2) == pytest.approx(float(ce), rel=1e-6)
+    assert float((with_kl - base).detach()) == pytest.approx(0.5 * float(kl), rel=1e-5)
+    assert float(kl) > 1e-3  # sensitivity: the sampled network does not already match the teacher
+    assert float(base) == pytest.approx(float(ce + recon), rel=1e-6)
 
 
 def test_unit_coordinates_are_centred_in_unit_interval():
@@ -321,14 +396,14 @@ def _full_checkpoint(make, path, steps=150):
     return str(path)
 
 
-def _end_to_end(fam_file, name, tmp_path, steps):
+def _end_to_end(fam_file, name, tmp_path, steps, extra=()):
     make = _make(fam_file, name)
     full = _full_checkpoint(make, tmp_path / "full.pt")
     out = str(tmp_path / "run")
     summary = train_script.main(["--task", "neumeta", "--factory", f"{fam_file}:{name}", "--checkpoint", full,
                                  "--dataset", "digits", "--out", out, "--epochs", "1", "--max-steps", str(steps),
                                  "--hidden", "16", "--layers", "1", "--frequencies", "3", "--bn-batches", "2",
-                                 "--quiet", "--threads", "1"])
+                                 "--quiet", "--threads", "1", *extra])
     assert 0 <= summary["best_val"]["accuracy"] <= 1
     ckpt = torch.load(os.path.join(out, "best.pt"), weights_only=True)
     assert ckpt["smoothing"]["after"] <= ckpt["smoothing"]["before"]
@@ -355,6 +430,10 @@ def _end_to_end(fam_file, name, tmp_path, steps):
 
 def test_train_eval_save_end_to_end_mlp(fam_file, tmp_path):
     _end_to_end(fam_file, "mlp", tmp_path, steps=3)
+
+
+def test_train_with_distillation_end_to_end(fam_file, tmp_path):
+    _end_to_end(fam_file, "mlp", tmp_path, steps=2, extra=["--distill-weight", "1"])
 
 
 @pytest.mark.slow
