@@ -90,6 +90,13 @@ def test_gmn_options_reach_the_checkpoint(cnn_zoo, tmp_path):
     assert model.model.stats is not None and eval_script.main([os.path.join(out, "best.pt"), "--no-plot"])["rmse"] > 0
 
 
+def test_classify_inrs_with_input_warps(inr_zoo, tmp_path):
+    out, summary = _train(tmp_path, "--data", inr_zoo, "--task", "classify", "--epochs", "1", "--warp", "0.1",
+                          "--probes", "16")
+    assert 0.0 <= summary["best_val"]["accuracy"] <= 1.0
+    assert torch.load(os.path.join(out, "best.pt"), weights_only=True)["train_config"]["warp"] == 0.1
+
+
 def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_script.main(["--task", "predict"])  # no --data
@@ -109,6 +116,8 @@ def test_bad_input_to_train_and_eval_is_a_clear_error(cnn_zoo, tmp_path, capsys)
     with pytest.raises(SystemExit):  # an option of another task is named, not ignored
         train_script.main(["--data", cnn_zoo, "--meta-batch", "4"])
     assert "--meta-batch is an option of --task ghn, not of --task predict" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="coordinate networks such as INRs only"):
+        train_script.main(["--data", cnn_zoo, "--warp", "0.1", "--epochs", "1", "--out", str(tmp_path / "w")])
     with pytest.raises(SystemExit):
         train_script.main(["--data", cnn_zoo, "--epochs", "0"])
     assert "--epochs 0: train for at least 1 epoch" in capsys.readouterr().err
