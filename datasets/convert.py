@@ -48,6 +48,7 @@ from datasets.importers import inr_folder, small_cnn_zoo
 from datasets.labels import match_labels, read_label_file
 from datasets.programs import store_program
 from datasets.writer import ZooWriter
+from graphs.batch import flatten_state_dicts
 from graphs.checkpoints import read_checkpoint, strip_wrapper_prefix
 from graphs.cli import (
     add_example_input_argument,
@@ -57,7 +58,7 @@ from graphs.cli import (
     parse_input_shapes,
     required_arguments,
 )
-from graphs.convert import layout_keys
+from graphs.convert import _plan, flatten_int_buffers, layout_keys
 from graphs.example_inputs import infer_example_inputs
 
 __all__ = ["ConvertResult", "convert_folder", "find_checkpoints", "register"]
@@ -99,21 +100,83 @@ def find_checkpoints(src: str | os.PathLike) -> list[tuple[str, str]]:
     return found
 
 
+def _loaded_tensors(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A checkpoint's state_dict on the CPU, floats narrower than float32 widened to it, and its embedded layout."""
+    sd, layout_json = read_checkpoint(path)
+    return {k: (v.float() if v.is_floating_point() and v.dtype not in (torch.float32, torch.float64)
+                else v).detach().cpu() for k, v in sd.items()}, layout_json
+
+
 def load_checkpoint_arrays(path: str) -> tuple[dict[str, np.ndarray], str | None]:
     """A checkpoint's state_dict as NumPy arrays (cheap to send between processes) and its embedded layout."""
-    sd, layout_json = read_checkpoint(path)
-    arrays = {k: (v.float() if v.is_floating_point() and v.dtype not in (torch.float32, torch.float64)
-                  else v).detach().cpu().numpy() for k, v in sd.items()}
-    return arrays, layout_json
+    sd, layout_json = _loaded_tensors(path)
+    return {k: v.numpy() for k, v in sd.items()}, layout_json
 
 
 def _load_job(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
+    """Load one checkpoint in a worker process: its tensors travel as NumPy arrays."""
     path, source = job
     try:
         arrays, layout_json = load_checkpoint_arrays(path)
         return source, arrays, layout_json, None
     except (graphs.CheckpointError, OSError) as exc:
         return source, None, None, str(exc)
+
+
+def _load_here(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
+    """:func:`_load_job` in this process: the same tensors, without the trip through NumPy."""
+    path, source = job
+    try:
+        sd, layout_json = _loaded_tensors(path)
+        return source, sd, layout_json, None
+    except (graphs.CheckpointError, OSError) as exc:
+        return source, None, None, str(exc)
+
+
+class _Block:
+    """Consecutive models of one architecture, program and set of label names, added as one block of rows.
+
+    What :meth:`ZooWriter.add` does per model, done for up to ``size`` models at once
+    (:func:`graphs.batch.flatten_state_dicts`, one :meth:`ZooWriter.add_rows`). A state_dict that
+    does not match its layout exactly, or holds floats of another dtype than the layout's (wider ones
+    are rounded, and the writer measures that), is added on its own by :meth:`ZooWriter.add`, which
+    checks it and words any error. Models reach the writer in their order; :meth:`flush` before
+    anything else can fail keeps the first error the one of the first bad model.
+    """
+
+    def __init__(self, writer: ZooWriter, size: int = 256) -> None:
+        self.writer, self.size = writer, size
+        self.key: tuple | None = None
+        self.sds: list[dict[str, torch.Tensor]] = []
+        self.labels: list[dict] = []
+        self.layout: graphs.Layout | None = None
+
+    def add(self, sd: dict[str, torch.Tensor], layout: graphs.Layout, labels: dict, program: int, source: str) -> None:
+        dtype = getattr(torch, layout.float_dtype)
+        if not (_plan(layout).matches(sd)
+                and all(t.dtype == dtype for t in sd.values() if t.is_floating_point())):
+            self.flush()
+            try:
+                self.writer.add(sd, layout, labels=labels, program=program)
+            except graphs.LayoutMismatchError as exc:
+                raise graphs.LayoutMismatchError(f"{source}: {exc}") from exc
+            return
+        key = (layout.fingerprint, program, tuple(labels))
+        if key != self.key or len(self.sds) >= self.size:
+            self.flush()
+            self.key, self.layout = key, layout
+        self.sds.append(sd)
+        self.labels.append(labels)
+
+    def flush(self) -> None:
+        if not self.sds:
+            return
+        sds, layout, program = self.sds, self.layout, self.key[1]
+        self.sds, self.labels, labels, self.key = [], [], self.labels, None
+        rows = flatten_state_dicts(sds, layout)
+        ints = np.stack([flatten_int_buffers(sd, layout).numpy() for sd in sds]) if layout.int_buffers else None
+        self.writer.add_rows(layout, rows.numpy(), ints, {name: [lab[name] for lab in labels] for name in labels[0]},
+                             program=program)
 
 
 def _init_worker() -> None:
@@ -131,6 +194,7 @@ class _Architectures:
         self.factory, self.example_inputs, self.spec = factory, example_inputs, spec
         self.by_json: dict[str, graphs.Layout] = {}
         self.by_shapes: dict[tuple, tuple[graphs.Layout, int]] = {}
+        self.by_signature: dict[tuple, tuple[graphs.Layout, str, int]] = {}  # (json, keys/shapes) -> _resolve
 
     def resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None, source: str,
                 writer: ZooWriter) -> tuple[graphs.Layout, dict[str, torch.Tensor], int]:
@@ -138,7 +202,18 @@ class _Architectures:
 
         The state_dict is unwrapped to the layout's keys where it was wrapped. The program index is -1
         for an embedded layout (no module to export; see :func:`datasets.programs.store_program`).
+        Checkpoints with the keys, shapes and embedded layout of one seen before resolve as it did.
         """
+        seen = (layout_json, tuple((k, v.shape) for k, v in sd.items()))
+        got = self.by_signature.get(seen)
+        if got is None:
+            got = self.by_signature[seen] = self._resolve(sd, layout_json, source, writer)
+        layout, prefix, program = got
+        return layout, ({k[len(prefix):]: v for k, v in sd.items()} if prefix else sd), program
+
+    def _resolve(self, sd: dict[str, torch.Tensor], layout_json: str | None, source: str,
+                 writer: ZooWriter) -> tuple[graphs.Layout, str, int]:
+        """:meth:`resolve` of a new signature: the layout, the wrapper prefix to remove and the program index."""
         if layout_json is not None:
             if layout_json not in self.by_json:
                 try:
@@ -146,7 +221,7 @@ class _Architectures:
                 except ValueError as exc:
                     raise ZooError(f"{source}: its embedded layout cannot be read ({exc})") from exc
             layout = self.by_json[layout_json]
-            return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0], -1
+            return layout, strip_wrapper_prefix(sd, layout_keys(layout))[1], -1
         if self.factory is None:
             raise ZooError(f"{source} embeds no layout; pass --model module:factory so that its architecture can be "
                            "traced")
@@ -163,7 +238,7 @@ class _Architectures:
             name = getattr(self.factory, "__name__", "") or self.spec
             self.by_shapes[key] = layout, store_program(writer, layout, program, name)
         layout, program_index = self.by_shapes[key]
-        return layout, strip_wrapper_prefix(sd, layout_keys(layout))[0], program_index
+        return layout, strip_wrapper_prefix(sd, layout_keys(layout))[1], program_index
 
 
 def _labels_by_source(labels_path: str | None, files: list[tuple[str, str]], needed: list[str],
@@ -222,21 +297,24 @@ def convert_folder(src: str | os.PathLike, out: str | os.PathLike, *, factory: C
     try:
         with ZooWriter(out, mode="a" if resume else "w", allow_nonfinite=allow_nonfinite, compression=compression,
                        label_kinds={**kinds, "source": "str"}) as writer:
-            results = pool.imap(_load_job, todo, chunksize=8) if pool else map(_load_job, todo)
-            for source, arrays, layout_json, error in results:
+            results = pool.imap(_load_job, todo, chunksize=8) if pool else map(_load_here, todo)
+            block = _Block(writer)
+            for source, tensors, layout_json, error in results:
                 bar.update()
-                if error is not None:
-                    if not skip_errors:
-                        raise graphs.CheckpointError(error)
-                    print(f"skipped {source}: {error}", file=sys.stderr)
-                    skipped += 1
-                    continue
-                sd = {k: torch.from_numpy(v) for k, v in arrays.items()}
-                layout, sd, program = archs.resolve(sd, layout_json, source, writer)
                 try:
-                    writer.add(sd, layout, labels={**by_source.get(source, {}), "source": source}, program=program)
-                except graphs.LayoutMismatchError as exc:
-                    raise graphs.LayoutMismatchError(f"{source}: {exc}") from exc
+                    if error is not None:
+                        if not skip_errors:
+                            raise graphs.CheckpointError(error)
+                        print(f"skipped {source}: {error}", file=sys.stderr)
+                        skipped += 1
+                        continue
+                    sd = {k: torch.from_numpy(v) for k, v in tensors.items()} if pool else tensors
+                    layout, sd, program = archs.resolve(sd, layout_json, source, writer)
+                    block.add(sd, layout, {**by_source.get(source, {}), "source": source}, program, source)
+                except BaseException:
+                    block.flush()  # the models before this one come first, with their own errors
+                    raise
+            block.flush()
             total = writer.num_models
     finally:
         if pool is not None:

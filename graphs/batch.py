@@ -8,7 +8,7 @@ import torch
 from torch_geometric.data import Batch
 
 from graphs.compile import compile_layout
-from graphs.convert import check_state_dict
+from graphs.convert import _plan, check_state_dict
 from graphs.errors import LayoutMismatchError
 from graphs.layout import Layout
 from graphs.param_graph import ParamGraph
@@ -18,17 +18,51 @@ __all__ = ["batch_to_rows", "flatten_state_dicts", "gather_features", "rows_to_b
 
 def flatten_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]], layout: Layout,
                         check: bool = True) -> torch.Tensor:
-    """Stack the flat vectors of many state_dicts: ``[N, layout.num_params]``, one copy per tensor name."""
-    if check:
-        for sd in state_dicts:
-            check_state_dict(sd, layout)
+    """Stack the flat vectors of many state_dicts: ``[N, layout.num_params]``, one copy per tensor name.
+
+    When every state_dict has exactly the layout's keys and shapes (the common case), each name's
+    tensors are stacked as they are and copied into their columns; otherwise (or if that cannot be
+    done: tensors on another device, requiring grad) the general path checks and converts every
+    tensor, with the same result or the same error.
+    """
     dtype = getattr(torch, layout.float_dtype)
     n = len(state_dicts)
     out = torch.empty(n, layout.num_params, dtype=dtype)
+    if n and layout.params and _stack_rows(state_dicts, layout, out):
+        return out
+    return _rows_general(state_dicts, layout, check, out)
+
+
+def _rows_general(state_dicts: Sequence[Mapping[str, torch.Tensor]], layout: Layout, check: bool,
+                  out: torch.Tensor) -> torch.Tensor:
+    """:func:`flatten_state_dicts` for any state_dicts: checks each, then converts every tensor on its own."""
+    if check:
+        for sd in state_dicts:
+            check_state_dict(sd, layout)
     for p in layout.params:
         cols = out[:, p.offset:p.offset + p.numel]
         cols.copy_(torch.stack([sd[p.name].detach().reshape(-1).cpu() for sd in state_dicts]))
     return out
+
+
+def _stack_rows(state_dicts: Sequence[Mapping[str, torch.Tensor]], layout: Layout, out: torch.Tensor) -> bool:
+    """The fast path of :func:`flatten_state_dicts`: False (``out`` unspecified) where it does not apply."""
+    plan = _plan(layout)
+    nkeys, n = len(plan.keys), len(state_dicts)
+    if any(len(sd) != nkeys for sd in state_dicts):
+        return False
+    try:
+        for key, shape in plan.other_shapes:  # aliases, int buffers: shapes only
+            if any(sd[key].shape != shape for sd in state_dicts):
+                return False
+        for p in layout.params:  # stacking checks that a name has one shape in every state_dict
+            block = torch.stack([sd[p.name] for sd in state_dicts])
+            if block.shape[1:] != p.shape:
+                return False
+            out[:, p.offset:p.offset + p.numel].copy_(block.view(n, p.numel))
+    except (KeyError, AttributeError, TypeError, RuntimeError):  # missing key, not tensors, devices, grad
+        return False
+    return True
 
 
 def gather_features(rows: torch.Tensor, layout: Layout, width: int | None = None
