@@ -15,7 +15,7 @@ Ratios are medians over rounds of the paired per-round time ratios (load time / 
 convert rate as a fraction of the load rate). One torch thread everywhere (``OMP_NUM_THREADS=1``).
 
 Usage: python benchmarks/convert_folder.py [--n 10000] [--rounds 3] [--out benchmarks/results/convert_folder.md]
-Run from the project root (or pass --root): the code measured is the one in that folder.
+Run from anywhere: the code measured is this checkout's.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ import time
 
 import torch
 from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import graphs  # noqa: E402
+from datasets.convert import convert_folder  # noqa: E402
+from datasets.hdf5 import ZooReader  # noqa: E402
 
 HERE = os.path.abspath(__file__)
 
@@ -72,16 +78,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--root", default=os.getcwd(), help="project checkout to measure (default: the current folder)")
     ap.add_argument("--out", default="benchmarks/results/convert_folder.md")
     args = ap.parse_args()
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     torch.set_num_threads(1)
-    root = os.path.abspath(args.root)
-    sys.path.insert(0, root)
-    import graphs
-    from datasets.convert import convert_folder
-    from datasets.hdf5 import ZooReader
+    root = ROOT
 
     env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
     load0 = os.getloadavg()[0]

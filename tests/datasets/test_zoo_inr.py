@@ -16,6 +16,7 @@ import torch
 import graphs
 from datasets.errors import ZooError
 from datasets.hdf5 import ZooReader
+from datasets.transforms import InputWarp
 from datasets.zoo.build import build_siren_zoo
 from datasets.zoo.images import load_images
 from datasets.zoo.inr import SirenConfig, fit_sirens, make_coordinates, render_sirens
@@ -150,7 +151,6 @@ def _siren_layout_and_vec(seed):
 
 
 def test_input_warp_draws_the_image_of_warped_coordinates_exactly():
-    from datasets.transforms import InputWarp
     siren, layout, vec = _siren_layout_and_vec(0)
     gen = torch.Generator().manual_seed(3)
     warped = InputWarp(0.1, gen)(vec, layout)
@@ -171,7 +171,6 @@ def test_input_warp_draws_the_image_of_warped_coordinates_exactly():
 
 
 def test_input_warp_commutes_with_neuron_permutations():
-    from datasets.transforms import InputWarp
     _, layout, vec = _siren_layout_and_vec(1)
     perm = graphs.random_symmetry(layout, torch.Generator().manual_seed(0))
     index = graphs.symmetry_index(layout, perm)
@@ -184,7 +183,6 @@ def test_input_warp_commutes_with_neuron_permutations():
 
 
 def test_input_warp_refuses_networks_without_a_coordinate_input():
-    from datasets.transforms import InputWarp
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
     layout = graphs.trace(net, (torch.zeros(2, 1, 8, 8),))
     with pytest.raises(ValueError, match="coordinate networks such as INRs only"):
