@@ -113,24 +113,24 @@ def load_checkpoint_arrays(path: str) -> tuple[dict[str, np.ndarray], str | None
     return {k: v.numpy() for k, v in sd.items()}, layout_json
 
 
-def _load_job(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
-    """Load one checkpoint in a worker process: its tensors travel as NumPy arrays."""
+def _try_load(job: tuple[str, str], loader) -> tuple[str, dict | None, str | None, str | None]:
+    """``(source, state_dict, layout_json, None)`` by ``loader``, or ``(source, None, None, error)``."""
     path, source = job
     try:
-        arrays, layout_json = load_checkpoint_arrays(path)
-        return source, arrays, layout_json, None
+        sd, layout_json = loader(path)
+        return source, sd, layout_json, None
     except (graphs.CheckpointError, OSError) as exc:
         return source, None, None, str(exc)
+
+
+def _load_job(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
+    """Load one checkpoint in a worker process: its tensors travel as NumPy arrays."""
+    return _try_load(job, load_checkpoint_arrays)
 
 
 def _load_here(job: tuple[str, str]) -> tuple[str, dict | None, str | None, str | None]:
     """:func:`_load_job` in this process: the same tensors, without the trip through NumPy."""
-    path, source = job
-    try:
-        sd, layout_json = _loaded_tensors(path)
-        return source, sd, layout_json, None
-    except (graphs.CheckpointError, OSError) as exc:
-        return source, None, None, str(exc)
+    return _try_load(job, _loaded_tensors)
 
 
 class _Block:
