@@ -77,8 +77,8 @@ MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-rn", "gmn-n
                       "pna-noprobes", "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
           "predict-mixed": ["gmn", "gmn-noprobes", "pna", "pna-noprobes", "transformer", "deepsets"],
           "classify": ["gmn", "gmn-noprobes", "pna", "transformer", "nfn", "statnn", "deepsets", "mlp"],
-          "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-p64-group", "gmn-p64-rn", "gmn-noprobes",
-                             "gmn-noprobes-rn", "gmn-fixed", "pna", "nfn", "statnn",
+          "classify-indep": ["gmn", "gmn-p64", "gmn-p64-ema", "gmn-p64-group", "gmn-p64-rn", "gmn-p256-warp",
+                             "gmn-noprobes", "gmn-noprobes-rn", "gmn-fixed", "pna", "nfn", "statnn",
                              "render-cnn"],
           "edit": ["gmn", "pna", "transformer", "nfn"], "edit-dilate": ["gmn", "pna", "transformer", "nfn"]}
 METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r2"), "classify": ("accuracy",),
@@ -96,11 +96,12 @@ VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": 
             "gmn-p64-ema": ["--model", "gmn", "--probes", "64", "--ema", "0.995"],
             "gmn-p64-group": ["--model", "gmn", "--probes", "64", "--readout", "group"],
             "gmn-p64-rn": ["--model", "gmn", "--probes", "64", "--readout", "group", "--readout-norm"],
-            "gmn-noprobes-rn": ["--model", "gmn", "--probes", "0", "--readout", "group", "--readout-norm"]}
+            "gmn-noprobes-rn": ["--model", "gmn", "--probes", "0", "--readout", "group", "--readout-norm"],
+            "gmn-p256-warp": ["--model", "gmn", "--probes", "256", "--warp", "0.1"]}
 PROBES = {"gmn": "16 learned", "pna": "16 learned", "transformer": "16 learned", "gmn-stats": "16 learned",
           "gmn-fixed": "16 fixed", "gmn-p64": "64 learned", "gmn-aug": "16 learned",
           "gmn-canon": "16 learned", "gmn-ema": "16 learned", "gmn-p64-ema": "64 learned",
-          "gmn-p64-group": "64 learned", "gmn-p64-rn": "64 learned",
+          "gmn-p64-group": "64 learned", "gmn-p64-rn": "64 learned", "gmn-p256-warp": "256 learned",
           "gmn-rn": "16 learned"}  # others: weights only
 
 
