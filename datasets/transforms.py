@@ -61,7 +61,8 @@ class InputWarp:
         generator: Source of randomness (default: torch's global RNG).
 
     Raises:
-        ValueError: (on call) the layout has no linear layer on a single input group of 1 to 3 coordinates.
+        ValueError: (on call, or from :meth:`check`) the layout has no linear layer on a single input group
+            of 1 to 3 coordinates.
     """
 
     def __init__(self, strength: float, generator: torch.Generator | None = None) -> None:
@@ -69,6 +70,10 @@ class InputWarp:
             raise ValueError(f"InputWarp(strength={strength}): give 0 (no warp) or a positive size")
         self.strength, self.generator = float(strength), generator
         self._plans: dict[str, list[tuple[graphs.layout.ParamSpec, graphs.layout.ParamSpec | None]]] = {}
+
+    def check(self, layout: graphs.Layout) -> None:
+        """Raise ``ValueError`` (naming the layout) unless the warp applies to ``layout``."""
+        self._plan(layout)
 
     def _plan(self, layout: graphs.Layout):
         plan = self._plans.get(layout.fingerprint)

@@ -148,7 +148,7 @@ class MetanetTask(Task):
         self.layouts = list(self.train_ds.layouts.values())
         if tc.warp > 0:  # every architecture must read coordinates (the message names the fix)
             for layout in self.layouts:
-                parts[-1]._plan(layout)
+                parts[-1].check(layout)
         self.single = len(self.layouts) == 1
         if tc.readout_stats and not self.single:
             raise ValueError("--readout-stats needs a zoo of one architecture (per-tensor statistics are per layout)")

@@ -187,5 +187,7 @@ def test_input_warp_refuses_networks_without_a_coordinate_input():
     layout = graphs.trace(net, (torch.zeros(2, 1, 8, 8),))
     with pytest.raises(ValueError, match="coordinate networks such as INRs only"):
         InputWarp(0.1)(graphs.flatten_state_dict(net.state_dict(), layout), layout)
+    with pytest.raises(ValueError, match=f"layout {layout.fingerprint} has no linear layer"):
+        InputWarp(0.1).check(layout)
     with pytest.raises(ValueError, match="positive size"):
         InputWarp(-1.0)

@@ -488,6 +488,8 @@ def test_bad_input_is_one_line_and_exit_2(fam_file, tmp_path, capsys):
         (["--factory", f"{fam_file}:mlp"], "error: --task neumeta needs --checkpoint FULL.pt"),
         (["--factory", f"{fam_file}:mlp", "--checkpoint", str(tmp_path / "mlp.pt"), "--width-range", "0.5,1.5"],
          "error: --width-range '0.5,1.5': give width ratios in (0, 1]"),
+        (["--factory", f"{fam_file}:mlp", "--checkpoint", str(tmp_path / "mlp.pt"), "--distill-weight", "-1"],
+         "error: --distill-weight -1.0: give 0 (off) or a positive weight"),
     ]
     for extra, message in cases:
         status, lines = _exit_status(base + extra, capsys)
