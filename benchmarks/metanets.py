@@ -72,6 +72,7 @@ from datasets import ZooReader  # noqa: E402
 from datasets.zoo.build import build_zoo  # noqa: E402
 from datasets.zoo.recipes import get_recipe  # noqa: E402
 from metanets.inr import SirenRenderer  # noqa: E402
+from tasks.probing import COORDINATE_PROBES  # noqa: E402
 
 MODELS = {"predict": ["gmn", "gmn-aug", "gmn-canon", "gmn-ema", "gmn-rn", "gmn-noprobes", "gmn-stats", "pna",
                       "pna-noprobes", "transformer", "nfn", "statnn", "deepsets", "mlp", "mlp-aug", "mlp-canon"],
@@ -86,6 +87,7 @@ METRICS = {"predict": ("kendall_tau", "r2"), "predict-mixed": ("kendall_tau", "r
 SELECT = {"predict": ("rmse", -1), "predict-mixed": ("rmse", -1), "classify": ("accuracy", 1),
           "classify-indep": ("accuracy", 1), "edit": ("mse", -1), "edit-dilate": ("mse", -1)}
 # table rows that are flags on a model; graph models on these (runnable) zoos take 16 learned probes by default
+# (COORDINATE_PROBES on the INR zoos)
 VARIANTS = {"gmn-stats": ["--model", "gmn", "--readout-stats"], "gmn-noprobes": ["--model", "gmn", "--probes", "0"],
             "pna-noprobes": ["--model", "pna", "--probes", "0"],
             "gmn-fixed": ["--model", "gmn", "--no-probe-learned"], "gmn-p64": ["--model", "gmn", "--probes", "64"],
@@ -308,6 +310,8 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
         for model in [m for m in MODELS[task] if m in per_model]:
             (lr, wd), rows = select(task, [{"lr": None, "weight_decay": None, **r} for r in per_model[model]])
             probes = "none" if task.startswith("edit") else PROBES.get(model, "-" if model == "render-cnn" else "none")
+            if task.startswith("classify") and model in ("gmn", "pna", "transformer"):  # INR zoos: the grid default
+                probes = f"{COORDINATE_PROBES} learned"
             cells = [probes, f"{lr:g}" if lr else "-", f"{wd:g}" if wd else "-", str(len(rows))]
             for k in keys:
                 v = np.array([r.get(k, np.nan) for r in rows], dtype=float)

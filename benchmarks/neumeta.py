@@ -1,6 +1,7 @@
 """Weight manifold over widths on digits: accuracy against width ratio, four ways.
 
     PYTHONPATH=. python benchmarks/neumeta.py [--families mlp,cnn] [--seeds 0] [--epochs 30]
+    PYTHONPATH=. python benchmarks/neumeta.py --families mlp,cnn --combine A.json,B.json --out C   # tables only
 
 For each small family (an MLP, and a CNN with BatchNorm, not fused) and seed:
 
@@ -219,62 +220,110 @@ def run_family(name: str, fam_file: str, seed: int, epochs: int, work: str, extr
     return out
 
 
+def load_runs(paths: list[str], families: list[str]) -> tuple[dict, list[dict]]:
+    """The settings and the runs of earlier results files (same epochs and manifold options), for ``families``."""
+    files = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                files.append(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"--combine {path}: not a readable results file of this benchmark ({e})") from None
+    for key in ("epochs", "manifold_args", "individual_budget"):
+        if len({json.dumps(d.get(key)) for d in files}) > 1:
+            raise SystemExit(f"--combine: the files differ in {key} ({[d.get(key) for d in files]}); combine only runs "
+                             "of the same settings")
+    runs = [r for d in files for r in d["runs"] if r["family"] in families]
+    seen = {(r["family"], r["seed"]) for r in runs}
+    if len(seen) < len(runs):
+        raise SystemExit("--combine: a family and seed appear in more than one file")
+    missing = [f for f in families if not any(r["family"] == f for r in runs)]
+    if missing:
+        raise SystemExit(f"--combine: no runs of {', '.join(missing)} in {', '.join(paths)}")
+    settings = {k: files[0][k] for k in ("epochs", "manifold_args", "individual_budget")}
+    settings["commit"] = "/".join(dict.fromkeys(d["commit"] for d in files))
+    settings["machine"] = files[0]["machine"]
+    return settings, runs
+
+
 def main() -> None:
-    """Run the families and seeds; write JSON, markdown and a plot."""
+    """Run the families and seeds (or combine earlier results files); write JSON, markdown and a plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default="mlp,cnn")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=30, help="manifold training epochs (40 steps of 32 each)")
     parser.add_argument("--manifold-args", default="", help="more train.py options of the manifold runs, e.g. "
                                                             "'--distill-weight 1'")
+    parser.add_argument("--combine", default="", help="comma-separated results .json files of earlier runs (e.g. "
+                                                      "one per seed): write their joint table instead of running")
     parser.add_argument("--out", default="neumeta", help="results file stem in benchmarks/results/")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    work = tempfile.mkdtemp(prefix="neumeta_bench_")
-    fam_file = os.path.join(work, "families.py")
-    with open(fam_file, "w") as f:
-        f.write(FAMILIES)
-    runs = [run_family(n, fam_file, int(s), args.epochs, work, args.manifold_args.split())
-            for n in args.families.split(",") for s in args.seeds.split(",")]
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (1 thread), "
-               f"torch {torch.__version__}")
-    result = {"commit": commit(), "machine": machine, "dataset": "digits", "epochs": args.epochs,
-              "manifold_args": args.manifold_args,
-              "individual_budget": {"steps": STEPS, "batch": BATCH, "lr": LR}, "runs": runs}
+    families = args.families.split(",")
+    if args.combine:
+        settings, runs = load_runs(args.combine.split(","), families)
+        result = {**settings, "dataset": "digits", "combined_from": args.combine.split(","), "runs": runs}
+    else:
+        torch.set_num_threads(1)
+        work = tempfile.mkdtemp(prefix="neumeta_bench_")
+        fam_file = os.path.join(work, "families.py")
+        with open(fam_file, "w") as f:
+            f.write(FAMILIES)
+        runs = [run_family(n, fam_file, int(s), args.epochs, work, args.manifold_args.split())
+                for n in families for s in args.seeds.split(",")]
+        machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (1 thread), "
+                   f"torch {torch.__version__}")
+        result = {"commit": commit(), "machine": machine, "dataset": "digits", "epochs": args.epochs,
+                  "manifold_args": args.manifold_args,
+                  "individual_budget": {"steps": STEPS, "batch": BATCH, "lr": LR}, "runs": runs}
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{args.out}.json"), "w") as f:
         json.dump(result, f, indent=2)
+    report(result, families, args.out)
+
+
+def report(result: dict, families: list[str], out: str) -> None:
+    """The markdown table (mean ± std over seeds when there are several) and the plot of ``result``."""
+    runs, budget, extra = result["runs"], result["individual_budget"], result["manifold_args"]
+    seeds = sorted({r["seed"] for r in runs})
     cols = ["manifold", "individual", "pruned", "manifold_no_smoothing"]
-    lines = [f"# Weight manifold over widths on digits (commit {result['commit']}, {machine})", "",
-             f"Test accuracy against width ratio, mean over seeds {args.seeds}. Manifold: {args.epochs} epochs of "
-             f"train.py --task neumeta (defaults, lr {LR}{', ' + args.manifold_args if args.manifold_args else ''}); "
-             f"individual: each width trained alone for {STEPS} steps of "
-             f"{BATCH} (Adam {LR}), as the full network; pruned: the full network, top-L1 units per group, "
-             "BatchNorm statistics recomputed. '*' = a width the manifold never trained at.", ""]
-    fig, axes = plt.subplots(1, len(args.families.split(",")), figsize=(5 * len(args.families.split(",")), 3.8),
-                             dpi=120, squeeze=False)
-    for ax, fam in zip(axes[0], args.families.split(","), strict=True):
+    lines = [f"# Weight manifold over widths on digits (commit {result['commit']}, {result['machine']})", "",
+             f"Test accuracy against width ratio, mean{' ± std' if len(seeds) > 1 else ''} over seeds "
+             f"{','.join(map(str, seeds))}. Manifold: {result['epochs']} epochs of "
+             f"train.py --task neumeta (defaults, lr {budget['lr']}{', ' + extra if extra else ''}); "
+             f"individual: each width trained alone for {budget['steps']} steps of "
+             f"{budget['batch']} (Adam {budget['lr']}), as the full network; pruned: the full network, top-L1 units "
+             "per group, BatchNorm statistics recomputed. '*' = a width the manifold never trained at; gap = "
+             "manifold - individual, per seed, then averaged.", ""]
+    if result.get("combined_from"):
+        lines[2] += f" Combined from {', '.join(os.path.basename(p) for p in result['combined_from'])}."
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 3.8), dpi=120, squeeze=False)
+    for ax, fam in zip(axes[0], families, strict=True):
         rs = [r for r in runs if r["family"] == fam]
-        mean = {c: np.mean([r[c] for r in rs], axis=0) for c in cols}
+        vals = {c: np.array([r[c] for r in rs]) for c in cols}
+        mean = {c: v.mean(0) for c, v in vals.items()}
+        gap = vals["manifold"] - vals["individual"]
         seen = rs[0]["trained_width"]
-        lines += [f"## {fam}", "", "| width | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+
+        lines += [f"## {fam}", "", "| width | " + " | ".join(cols) + " | gap |", "|---:|" + "---:|" * (len(cols) + 1)]
         for i, w in enumerate(rs[0]["widths"]):
-            lines.append(f"| {w}{'' if seen[i] else '*'} | " + " | ".join(f"{mean[c][i]:.3f}" for c in cols) + " |")
+            lines.append(f"| {w}{'' if seen[i] else '*'} | " + " | ".join(
+                f"{mean[c][i]:.3f}" + (f" ± {vals[c][:, i].std():.3f}" if len(rs) > 1 else "") for c in cols)
+                         + f" | {gap[:, i].mean():+.3f} |")
         t = {k: np.mean([r[k] for r in rs]) for k in ("manifold_train_s", "individual_train_s", "full_train_s")}
         sm = rs[0]["smoothing"]
         lines += ["", f"Training cost: manifold {t['manifold_train_s']:.0f} s (after the full network, "
                       f"{t['full_train_s']:.0f} s) against {t['individual_train_s']:.0f} s for all "
-                      f"{len(rs[0]['widths'])} widths separately. Smoothing: total variation "
+                      f"{len(rs[0]['widths'])} widths separately. Smoothing (seed {rs[0]['seed']}): total variation "
                       f"{sm['before']:.1f} -> {sm['after']:.1f}.", ""]
         for c, style in zip(cols, ("o-", "s--", "x:", "^-."), strict=True):
             ax.plot(rs[0]["widths"], mean[c], style, label=c)
-        ax.set_title(f"{fam} on digits")
+        ax.set_title(f"{fam} on digits ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
         ax.set_xlabel("width ratio")
         ax.set_ylabel("test accuracy")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, f"{args.out}.png"))
-    with open(os.path.join(RESULTS, f"{args.out}.md"), "w") as f:
+    fig.savefig(os.path.join(RESULTS, f"{out}.png"))
+    with open(os.path.join(RESULTS, f"{out}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

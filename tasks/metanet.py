@@ -62,7 +62,7 @@ class MetanetConfig:
     canonical_refine: int = opt(20, "--canonicalize: most align-and-average rounds that make the reference (stops "
                                 "when no alignment changes; 0: the first training model)")
     probes: int = opt(-1, "probe features: each neuron's activations on this many probe inputs (graph models; "
-                      "0: off; -1: 16, 64 for INRs, when the zoo stores its networks' programs, else off)")
+                      "0: off; -1: 16, 256 for INRs, when the zoo stores its networks' programs, else off)")
     probe_learned: bool = opt(True, "train the probe inputs with the metanetwork (else keep them fixed)")
     probe_data: str = opt("", "draw the initial probes from this data (digits, mnist1d or a folder); default: the "
                           "zoo's data label, a coordinate grid for INRs")

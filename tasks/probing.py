@@ -31,7 +31,8 @@ __all__ = ["DEFAULT_PROBES", "model_with_probes", "num_probes", "probe_dim", "pr
            "probe_nets"]
 
 DEFAULT_PROBES = 16
-COORDINATE_PROBES = 64  # INRs: probing is cheap and an 8x8 grid of points draws the image coarsely
+COORDINATE_PROBES = 256  # INRs: a 16x16 grid (every pixel of a 16x16 digit); against 64 on digits16-siren, 30 epochs:
+# validation accuracy 0.950 against 0.916 (benchmarks/results/inr_indep_p256_warp.md)
 
 
 def _coordinate_input(shape) -> bool:

@@ -63,9 +63,9 @@ def test_classify_inrs(inr_zoo, tmp_path):
     out, summary = _train(tmp_path, "--data", inr_zoo, "--task", "classify", "--epochs", "2")
     assert 0.0 <= summary["best_val"]["accuracy"] <= 1.0
     ckpt = torch.load(os.path.join(out, "best.pt"), weights_only=True)
-    assert ckpt["model_config"]["gmn"]["probe_dim"] == 64  # INRs: 64 probes by default, on a coordinate grid
+    assert ckpt["model_config"]["gmn"]["probe_dim"] == 256  # INRs: 256 probes by default, on a coordinate grid
     grid = ckpt["model"]["probe.probes"]  # a classifier has no target-scaling wrapper
-    assert grid.shape == (64, 2) and grid.abs().max() <= 1.5  # started on the 8x8 grid over [-1, 1]
+    assert grid.shape == (256, 2) and grid.abs().max() <= 1.5  # started on the 16x16 grid over [-1, 1]
     res = eval_script.main([os.path.join(out, "best.pt"), "--no-plot"])
     assert "accuracy" in res
 
