@@ -242,6 +242,7 @@ def main() -> None:
         report(argparse.Namespace(**saved["args"]), saved["results"], args.out)
         return
     os.makedirs(args.work, exist_ok=True)
+    args.commit = head_commit()
     cuda = args.device != "cpu" and torch.cuda.is_available()
     args.device_name = f"{torch.cuda.get_device_name()}, torch {torch.__version__}" if cuda else \
         f"CPU, {args.threads} threads per run, torch {torch.__version__}"
@@ -270,6 +271,12 @@ def main() -> None:
     report(args, results, args.out)
 
 
+def head_commit() -> str:
+    """The short commit of this checkout ("?" outside git)."""
+    found = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() or "?"
+
+
 def select(task: str, rows: list[dict]) -> tuple[tuple[float, float], list[dict]]:
     """The grid point (lr, weight decay) with the best mean validation score, and its runs."""
     key, sign = SELECT[task]
@@ -286,9 +293,8 @@ def report(args: argparse.Namespace, results: dict, out: str) -> None:
     lines = [f"# Metanetwork benchmark (epochs {args.epochs}, width {args.hidden}, {args.layers} layers; "
              f"NFN width {args.nfn_hidden}; {where})", "",
              "lr / wd: the grid point selected on the validation split; seeds: runs at that point.", ""]
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    lines[0] += f" at commit {commit or '?'} on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs)"
+    commit = getattr(args, "commit", None) or head_commit()  # the runs' commit(s), kept in OUT.json
+    lines[0] += f" at commit {commit} on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs)"
     views = getattr(args, "views", 1)
     zoos = {"predict": f"digits-cnn-demo, {args.n_runs} runs",
             "predict-mixed": f"digits-cnn-small, {args.n_runs} runs, 6 architectures",
