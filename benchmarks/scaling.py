@@ -40,8 +40,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 warnings.filterwarnings("ignore")
 
+from convert import timeit  # noqa: E402
 from torch_geometric.loader import DataLoader  # noqa: E402
-from trace_time import ResNet50  # noqa: E402
+from trace_time import ResNet50, _commit  # noqa: E402
+from zoo_io import read_rate  # noqa: E402
 
 import graphs  # noqa: E402
 from datasets import ZooDataset, ZooLoader, ZooReader, ZooWriter  # noqa: E402
@@ -71,14 +73,6 @@ ZOO_WIDTH = 20  # SmallCNN(1, 10, width=20): 7,650 parameters
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _machine(threads: int) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -93,15 +87,6 @@ def _machine(threads: int) -> dict:
 
 def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _in_fresh_process(args: argparse.Namespace, part: str, name: str) -> dict:
@@ -132,10 +117,10 @@ def conversion_one(name: str) -> dict:
     edges = g.num_edges
     del g
     reps = max(3, min(200, 20_000_000 // p))
-    t_again = _best(lambda: graphs.to_graph(sd, layout), reps)
+    t_again = timeit(lambda: graphs.to_graph(sd, layout), reps)
     n = max(2, min(2000, 20_000_000 // p))  # rows of about 80 MB at most
     sds = [sd] * n
-    t_flat = _best(lambda: flatten_state_dicts(sds, layout), 3) / n
+    t_flat = timeit(lambda: flatten_state_dicts(sds, layout), 3) / n
     return {"name": name, "params": p, "edges": edges, "trace_s": t_trace, "to_graph_first_s": t_first,
             "to_graph_s": t_again, "flatten_s": t_flat, "flatten_models": n, "rss_model_mb": rss_model,
             "peak_rss_mb": _max_rss_mb()}
@@ -175,18 +160,6 @@ def _warm(path: str) -> None:
             pass
 
 
-def _read_rate(loader, reads: int) -> float:
-    """Graphs/s after the first batch, over about ``reads`` graphs."""
-    it = iter(loader)
-    next(it)
-    count, t0 = 0, time.perf_counter()
-    for batch in it:
-        count += batch.num_graphs
-        if count >= reads:
-            break
-    return count / (time.perf_counter() - t0)
-
-
 def _measure_reads(path: str, layout: graphs.Layout, n: int, reads: int, bs: int) -> dict:
     out = {}
     with ZooReader(path) as r:
@@ -198,8 +171,8 @@ def _measure_reads(path: str, layout: graphs.Layout, n: int, reads: int, bs: int
         out["raw"] = reads / (time.perf_counter() - t0)
     ds = ZooDataset(path, split=None, labels=("test_acc",))
     gen = torch.Generator().manual_seed(0)
-    out["dataset"] = _read_rate(DataLoader(ds, bs, shuffle=True, generator=gen), min(reads, 2000))
-    out["loader"] = _read_rate(ZooLoader(ds, bs, shuffle=True, generator=gen), reads)
+    out["dataset"] = read_rate(DataLoader(ds, bs, shuffle=True, generator=gen), min(reads, 2000))
+    out["loader"] = read_rate(ZooLoader(ds, bs, shuffle=True, generator=gen), reads)
     return out
 
 
@@ -282,7 +255,7 @@ def step_one(name: str, device: str) -> dict:
     step()
     first = time.perf_counter() - t0
     repeat = max(2, min(20, int(10 / max(first, 1e-3))))  # about 10 s of steps
-    best = min(first, _best(step, repeat))
+    best = min(first, timeit(step, repeat))
     r = {"name": name, "mlp_width": width, "graphs": count, "edges": int(batch.num_edges),
          "nodes": int(batch.num_nodes), "ms_step": 1000 * best, "edges_s": batch.num_edges / best,
          "steps_timed": repeat + 1, "rss_before_mb": rss_before, "peak_rss_mb": _max_rss_mb()}
