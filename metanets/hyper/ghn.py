@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch_geometric.utils import scatter
 
 from metanets.hyper.archgraph import GROUP_KINDS, MAX_NDIM, ROLES, ArchGraph, num_edge_types, role_index
 
@@ -101,6 +100,40 @@ def _mlp(d_in: int, d: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d_out))
 
 
+class _Messages:
+    """The message structure of an ArchGraph, shared by every round of one forward pass.
+
+    A message depends only on its source node and its edge type, so each distinct ``(source, type)``
+    pair is computed once (``K`` pairs, at most ``N x types``, against ``E`` edges: virtual edges make
+    ``E ~ 100 N``) and the mean over incoming edges is a sparse ``[N, K]`` matrix with entries
+    ``count / in-degree``. Equal to the per-edge mean up to summation order.
+    """
+
+    def __init__(self, edge_index: torch.Tensor, edge_type: torch.Tensor, num_nodes: int, num_types: int) -> None:
+        src, dst = edge_index
+        key = src * num_types + edge_type
+        uniq, inv = torch.unique(key, return_inverse=True)
+        self.src, self.type = uniq // num_types, uniq % num_types  # (K,)
+        deg = torch.zeros(num_nodes, dtype=torch.float64, device=src.device).index_add_(
+            0, dst, torch.ones_like(dst, dtype=torch.float64))
+        pair = dst * len(uniq) + inv  # one entry per (target, message); repeated edges add up
+        cell, count = torch.unique(pair, return_counts=True)
+        rows, cols = cell // len(uniq), cell % len(uniq)
+        self._index = torch.stack([rows, cols])
+        self._value = count.to(torch.float64) / deg[rows]
+        self._shape = (num_nodes, len(uniq))
+        self.has_in = (deg > 0)[:, None]
+        self._mean: dict[torch.dtype, torch.Tensor] = {}
+
+    def mean(self, g: torch.Tensor) -> torch.Tensor:
+        """``[N, d]`` mean over each node's incoming edges of the per-pair messages ``g`` ``[K, d]``."""
+        a = self._mean.get(g.dtype)
+        if a is None:
+            a = self._mean[g.dtype] = torch.sparse_coo_tensor(
+                self._index, self._value.to(g.dtype), self._shape, device=g.device, check_invariants=False).coalesce()
+        return torch.sparse.mm(a, g)
+
+
 class _Round(nn.Module):
     """One typed message-passing round with a residual, pre-normalized update."""
 
@@ -111,19 +144,16 @@ class _Round(nn.Module):
         self.norm = nn.LayerNorm(2 * d)
         self.upd = _mlp(2 * d, d, d)
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
-        # mean_{u->v} MLP([h_u, e_uv]) computed per node where it can be: the first linear layer splits
-        # into a node term and a type term, and the second commutes with the mean (virtual edges make
-        # E ~ 100 N, so this keeps the per-edge work at one add and one GELU)
-        src, dst = edge_index
+    def forward(self, h: torch.Tensor, messages: _Messages) -> torch.Tensor:
+        # mean_{u->v} MLP([h_u, e_uv]): the first linear layer splits into a node term and a type term,
+        # the second commutes with the mean, and each distinct (source, type) message is computed once
         lin1, act, lin2 = self.msg
         d = h.shape[1]
         node = h @ lin1.weight[:, :d].T  # (N, d)
         kind = self.type_emb.weight @ lin1.weight[:, d:].T + lin1.bias  # (types, d)
-        g = act(node[src] + kind[edge_type])  # (E, d)
-        mean = scatter(g, dst, dim=0, dim_size=h.shape[0], reduce="mean")  # (N, d)
-        has_in = torch.zeros(h.shape[0], 1, dtype=h.dtype, device=h.device).index_fill_(0, dst, 1.0)
-        agg = mean @ lin2.weight.T + lin2.bias * has_in  # nodes without messages aggregate to 0
+        g = act(node[messages.src] + kind[messages.type])  # (K, d)
+        mean = messages.mean(g)  # (N, d)
+        agg = mean @ lin2.weight.T + lin2.bias * messages.has_in.to(h.dtype)  # nodes without messages: 0
         return h + self.upd(self.norm(torch.cat([h, agg], dim=1)))
 
 
@@ -196,16 +226,16 @@ class GHN(nn.Module):
         dev, dt = self.log_gain.device, self.log_gain.dtype
         arch = arch.to(dev)
         h = self.encode(arch.node_feat.to(dt)) + self.kind_emb(arch.node_kind)  # (G + P, d)
+        messages = _Messages(arch.edge_index, arch.edge_type, h.shape[0], num_edge_types(self.config.hops))
         for rnd in self.rounds:
-            h = rnd(h, arch.edge_index, arch.edge_type)
+            h = rnd(h, messages)
         G = arch.num_groups
         codes = (self.unit_codes(arch) if codes is None else codes).to(dev, dt)
         # unit table: context (the group's state) and code (symmetry breaking) kept apart, so the
         # normalized context cannot drown the code; row -1 is the zero padding
         ctx = self.group_proj(h[:G])[arch.unit_group]  # (U, d)
         code = self.code_proj(codes)  # (U, d)
-        units = torch.stack([ctx, code])  # (2, U, d)
-        units = torch.cat([units, units.new_zeros(2, 1, units.shape[2])], dim=1)
+        units, proj = self._unit_table(ctx, code)
         tensors = self.tensor_proj(h[G:])  # (P, d)
         no_block = self.block_proj(sinusoidal(torch.zeros(1, dtype=torch.long, device=dev), h.shape[1]).to(dt))
         gains = self.log_gain.exp()
@@ -220,28 +250,55 @@ class GHN(nn.Module):
             if p.role == "running_var":
                 out[p.name] = torch.ones(p.shape, device=dev, dtype=dtype)
                 continue
-            factors = self._factors(arch, p_i, units, tensors[p_i], no_block)
+            factors = self._factors(arch, p_i, units, tensors[p_i], no_block, proj)
             out[p.name] = self._assemble(p, factors, tensors[p_i], gains[role_index(p.role)]).to(dtype)
         return out
 
-    def _factors(self, arch: ArchGraph, p_i: int, units: torch.Tensor, t: torch.Tensor, no_block: torch.Tensor
-                 ) -> list[torch.Tensor]:
-        """One ``[s_j, R]`` factor per axis of parameter ``p_i``."""
+    def _unit_table(self, ctx: torch.Tensor, code: torch.Tensor
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The unit table and the fused weight and bias of ``film`` and ``decode[0]``.
+
+        The table is ``[U + 1, 3d + R]``: rows ``[context | code_lin(code) | decode[0].weight @ code]``, the
+        last row zero padding.
+
+        The code's linear terms are computed once per unit, not once per axis that reads the unit; sums of
+        rows (product axes) stay exact because every column is linear in the context or the code.
+        """
+        units = torch.cat([ctx, self.code_lin(code), code @ self.decode[0].weight.T], dim=1)
+        units = torch.cat([units, units.new_zeros(1, units.shape[1])])
+        proj = (torch.cat([self.film.weight, self.decode[0].weight]), torch.cat([self.film.bias, self.decode[0].bias]))
+        return units, proj
+
+    def _factors(self, arch: ArchGraph, p_i: int, units: torch.Tensor, t: torch.Tensor, no_block: torch.Tensor,
+                 proj: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """One ``[s_j, R]`` factor per axis of parameter ``p_i``.
+
+        ``F = C c * (1 + film(x)) + decode(x + c)`` with ``x = LN(context + block + t + axis)``, computed as
+        one fused matrix multiply of ``x`` (film and ``decode[0]``) plus the per-unit code terms of the table.
+        """
         p = arch.layout.params[p_i]
-        m, d = len(p.shape), self.config.hidden
+        m, d, r = len(p.shape), self.config.hidden, self.config.rank
         factors = []
         for j, ax in enumerate(arch.axes[p_i]):
             if ax.span is not None:  # one whole group: a slice of the unit table, no gather
-                ctx, code = units[:, ax.span[0]:ax.span[0] + ax.span[1]]
+                rows = units[ax.span[0]:ax.span[0] + ax.span[1]]
             elif ax.units.shape[1]:
-                ctx, code = units[:, ax.units].sum(2)
+                rows = units[ax.units].sum(1)
             else:
-                ctx, code = units.new_zeros(2, len(ax.units), d)
-            block = self.block_proj(sinusoidal(ax.block, d).to(t.dtype)) if ax.blocked else no_block
-            ctx = self.ctx_norm(ctx + block + t + self.axis_emb.weight[(m - 1) * MAX_NDIM + j])
+                rows = units.new_zeros(len(ax.units), units.shape[1])
+            ctx, code_r, code_h = rows[:, :d], rows[:, d:d + r], rows[:, d + r:]
+            shift = t + self.axis_emb.weight[(m - 1) * MAX_NDIM + j]  # (d,): one add per row, not three
+            if ax.blocked:
+                x = ctx + (self.block_proj(sinusoidal(ax.block, d).to(t.dtype)) + shift)
+            else:
+                x = ctx + (no_block[0] + shift)
+            x = self.ctx_norm(x)
+            film_pre = torch.addmm(proj[1], x, proj[0].T)  # (s_j, R + 2d): film(x) | decode[0] weight @ x + bias
+            hidden = self.decode[1](film_pre[:, r:] + code_h)
+            out = torch.addmm(self.decode[2].bias, hidden, self.decode[2].weight.T)
             # a linear code path (flat spectrum: the decoded tensor has full rank R) modulated by the
             # context, plus a nonlinear path for everything else
-            f = self.code_lin(code) * (1.0 + self.film(ctx)) + self.decode(ctx + code)  # (s_j, R)
+            f = torch.addcmul(out + code_r, code_r, film_pre[:, :r])  # (s_j, R)
             if ax.movable and m > 1:  # no component shared by every unit of a permutable axis
                 f = f - f.mean(0, keepdim=True)
             factors.append(f)
