@@ -77,6 +77,21 @@ class GHNConfig:
             raise ValueError(f"symmetry_breaking must be 'position' or 'noise', not {self.symmetry_breaking!r}")
 
 
+def _check_out(arch: ArchGraph, out: dict[str, torch.Tensor]) -> None:
+    """``out`` tensors must match the layout and be written outside autograd."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in out.values()):
+        raise ValueError("GHN(..., out=...) writes the predictions in place: call it under torch.no_grad() "
+                         "(or leave out= out to get new tensors that keep their gradients)")
+    shapes = {p.name: tuple(p.shape) for p in arch.layout.params}
+    for name, t in out.items():
+        if name not in shapes:
+            raise ValueError(f"out= has {name!r}, which the architecture has no parameter of; pass only its "
+                             "parameters (dict(module.named_parameters()) of the traced module)")
+        if tuple(t.shape) != shapes[name]:
+            raise ValueError(f"out[{name!r}] has shape {tuple(t.shape)}, the architecture's parameter has "
+                             f"{shapes[name]}")
+
+
 def unit_code(pos: torch.Tensor, freqs: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """``[n, dim]`` deterministic codes of integer positions: random Fourier features.
 
@@ -222,8 +237,18 @@ class GHN(nn.Module):
         return codes
 
     # ---------------------------------------------------------------- forward
-    def forward(self, arch: ArchGraph, codes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, arch: ArchGraph, codes: torch.Tensor | None = None,
+                out: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every parameter tensor of ``arch``, optionally written in place.
+
+        ``out`` (e.g. ``dict(module.named_parameters())``, under ``torch.no_grad()``): tensors to write the
+        predictions into, by name, with the layout's shapes; the returned dict holds those same tensors.
+        Writing into existing memory skips allocating (and first touching) a new copy of every parameter,
+        the way GHN-2 writes into the module it is given.
+        """
         dev, dt = self.log_gain.device, self.log_gain.dtype
+        if out is not None:
+            _check_out(arch, out)
         arch = arch.to(dev)
         h = self.encode(arch.node_feat.to(dt)) + self.kind_emb(arch.node_kind)  # (G + P, d)
         messages = _Messages(arch.edge_index, arch.edge_type, h.shape[0], num_edge_types(self.config.hops))
@@ -239,20 +264,24 @@ class GHN(nn.Module):
         tensors = self.tensor_proj(h[G:])  # (P, d)
         no_block = self.block_proj(sinusoidal(torch.zeros(1, dtype=torch.long, device=dev), h.shape[1]).to(dt))
         gains = self.log_gain.exp()
-        out: dict[str, torch.Tensor] = {}
+        result: dict[str, torch.Tensor] = {}
         for p_i, p in enumerate(arch.layout.params):
             if p.is_buffer and p.role not in ("running_mean", "running_var"):
                 continue
             dtype = getattr(torch, p.dtype)
-            if p.role == "running_mean":
-                out[p.name] = torch.zeros(p.shape, device=dev, dtype=dtype)
-                continue
-            if p.role == "running_var":
-                out[p.name] = torch.ones(p.shape, device=dev, dtype=dtype)
-                continue
-            factors = self._factors(arch, p_i, units, tensors[p_i], no_block, proj)
-            out[p.name] = self._assemble(p, factors, tensors[p_i], gains[role_index(p.role)]).to(dtype)
-        return out
+            target = None if out is None else out.get(p.name)
+            if p.role in ("running_mean", "running_var"):
+                fill = 0.0 if p.role == "running_mean" else 1.0
+                value = torch.full(p.shape, fill, device=dev, dtype=dtype) if target is None else target.fill_(fill)
+            else:
+                factors = self._factors(arch, p_i, units, tensors[p_i], no_block, proj)
+                value = self._assemble(p, factors, tensors[p_i], gains[role_index(p.role)], target)
+                if target is None:
+                    value = value.to(dtype)
+                elif value is not target:
+                    value = target.copy_(value)
+            result[p.name] = value
+        return result
 
     def _unit_table(self, ctx: torch.Tensor, code: torch.Tensor
                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -304,8 +333,13 @@ class GHN(nn.Module):
             factors.append(f)
         return factors
 
-    def _assemble(self, p, factors: list[torch.Tensor], t: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """The CP product of ``factors``, normalized for its role (see the module docstring)."""
+    def _assemble(self, p, factors: list[torch.Tensor], t: torch.Tensor, gain: torch.Tensor,
+                  target: torch.Tensor | None = None) -> torch.Tensor:
+        """The CP product of ``factors``, normalized for its role (see the module docstring).
+
+        With ``target`` the weight-like product is written straight into it where it can be (contiguous, the
+        same dtype); the caller copies any other result.
+        """
         m = len(factors)
         if m == 0:
             return self.scalar_head(t).reshape(()) * gain
@@ -327,6 +361,9 @@ class GHN(nn.Module):
             sq = ((a @ (rest.T @ rest)) * a).sum(1) / fan_in
             std = ((sq - mu * mu).clamp_min(0) * fan_in / (fan_in - 1) + 1e-10).sqrt()  # eps: finite gradient
             s = scale / (std + 1e-5)
+            if target is not None and target.is_contiguous() and target.dtype == a.dtype:
+                torch.addmm(-(mu * s)[:, None], a * s[:, None], rest.T, out=target.view(a.shape[0], -1))
+                return target
             w = torch.addmm(-(mu * s)[:, None], a * s[:, None], rest.T)  # one pass over the tensor
             return w.reshape(p.shape)
         # the rest (output axis not first, one input per unit, norm scales): the same on the full tensor

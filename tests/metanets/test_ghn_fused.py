@@ -140,3 +140,36 @@ def test_factors_equal_the_per_axis_definition(kind):
     units2, _ = ghn._unit_table(ctx + torch.randn_like(ctx), code)  # (a constant shift: LN removes it)
     f1 = ghn._factors(arch, 0, units2, torch.zeros(d, dtype=torch.float64), no_block, proj)[0]
     assert (f0 - f1).abs().max() > 1e-3
+
+
+def test_out_writes_the_same_predictions_into_the_given_tensors():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 6 * 6, 5))
+    arch = ArchGraph.of(graphs.trace(net, (torch.zeros(1, 3, 8, 8),)), 4)
+    ghn = _randomized(GHN(GHNConfig(hidden=16, layers=1, rank=4))).float()
+    with torch.no_grad():
+        want = ghn(arch)
+        params = dict(net.named_parameters())
+        buffers = {k: v for k, v in net.named_buffers() if k.endswith(("running_mean", "running_var"))}
+        net[1].running_var.fill_(7.0)
+        target = {**params, **buffers}
+        got = ghn(arch, out=target)
+    assert set(got) == set(want)
+    for name, value in got.items():
+        assert value is target[name]  # written in place, not replaced
+        torch.testing.assert_close(value, want[name], rtol=0, atol=0)
+    assert net[1].running_var.eq(1.0).all()
+    assert (net[4].weight - want["4.weight"]).abs().max() == 0 and want["4.weight"].std() > 1e-3
+
+
+def test_out_refuses_autograd_and_mismatched_tensors():
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    arch = ArchGraph.of(graphs.trace(net, (torch.zeros(1, 4),)), 4)
+    ghn = GHN(GHNConfig(hidden=16, layers=1, rank=4))
+    with pytest.raises(ValueError, match="torch.no_grad"):
+        ghn(arch, out=dict(net.named_parameters()))
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="shape"):
+            ghn(arch, out={"0.weight": torch.zeros(3, 5)})
+        with pytest.raises(ValueError, match="no parameter"):
+            ghn(arch, out={"missing.weight": torch.zeros(3, 4)})
