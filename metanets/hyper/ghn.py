@@ -142,6 +142,8 @@ class _Messages:
 
     def mean(self, g: torch.Tensor) -> torch.Tensor:
         """``[N, d]`` mean over each node's incoming edges of the per-pair messages ``g`` ``[K, d]``."""
+        if g.dtype in (torch.float16, torch.bfloat16):  # sparse products in half precision: not on every device
+            return self.mean(g.float()).to(g.dtype)
         a = self._mean.get(g.dtype)
         if a is None:
             a = self._mean[g.dtype] = torch.sparse_coo_tensor(

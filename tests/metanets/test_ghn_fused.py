@@ -173,3 +173,12 @@ def test_out_refuses_autograd_and_mismatched_tensors():
             ghn(arch, out={"0.weight": torch.zeros(3, 5)})
         with pytest.raises(ValueError, match="no parameter"):
             ghn(arch, out={"missing.weight": torch.zeros(3, 4)})
+
+
+def test_half_precision_messages_average_in_float32():
+    edge_index = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]])
+    msgs = _Messages(edge_index, torch.tensor([0, 1, 0, 1]), 3, 2)
+    g = torch.randn(len(msgs.src), 4)
+    got = msgs.mean(g.bfloat16())
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), msgs.mean(g.bfloat16().float()).bfloat16().float(), rtol=0, atol=0)
