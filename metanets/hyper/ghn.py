@@ -79,7 +79,7 @@ class GHNConfig:
 
 def _check_out(arch: ArchGraph, out: dict[str, torch.Tensor]) -> None:
     """``out`` tensors must match the layout and be written outside autograd."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in out.values()):
+    if torch.is_grad_enabled():
         raise ValueError("GHN(..., out=...) writes the predictions in place: call it under torch.no_grad() "
                          "(or leave out= out to get new tensors that keep their gradients)")
     shapes = {p.name: tuple(p.shape) for p in arch.layout.params}
@@ -253,7 +253,11 @@ class GHN(nn.Module):
             _check_out(arch, out)
         arch = arch.to(dev)
         h = self.encode(arch.node_feat.to(dt)) + self.kind_emb(arch.node_kind)  # (G + P, d)
-        messages = _Messages(arch.edge_index, arch.edge_type, h.shape[0], num_edge_types(self.config.hops))
+        n_types = num_edge_types(self.config.hops)
+        if arch.edge_type.numel() and int(arch.edge_type.max()) >= n_types:
+            raise ValueError(f"this ArchGraph has virtual edges longer than the GHN's hops={self.config.hops}: build "
+                             f"it with ArchGraph.of(layout, hops={self.config.hops})")
+        messages = _Messages(arch.edge_index, arch.edge_type, h.shape[0], n_types)
         for rnd in self.rounds:
             h = rnd(h, messages)
         G = arch.num_groups

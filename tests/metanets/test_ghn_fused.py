@@ -182,3 +182,10 @@ def test_half_precision_messages_average_in_float32():
     got = msgs.mean(g.bfloat16())
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), msgs.mean(g.bfloat16().float()).bfloat16().float(), rtol=0, atol=0)
+
+
+def test_an_archgraph_with_more_hops_than_the_ghn_is_refused():
+    net = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(4, 4), nn.ReLU())])
+    arch = ArchGraph.of(graphs.trace(net, (torch.zeros(1, 4),)), 6)
+    with pytest.raises(ValueError, match="hops=2"):
+        GHN(GHNConfig(hidden=16, layers=1, rank=4, hops=2))(arch)
