@@ -116,7 +116,7 @@ def _mlp(d_in: int, d: int, d_out: int) -> nn.Sequential:
 
 
 class _Messages:
-    """The message structure of an ArchGraph, shared by every round of one forward pass.
+    """The message structure of an ArchGraph, shared by every round (built once per layout: :meth:`of`).
 
     A message depends only on its source node and its edge type, so each distinct ``(source, type)``
     pair is computed once (``K`` pairs, at most ``N x types``, against ``E`` edges: virtual edges make
@@ -139,6 +139,15 @@ class _Messages:
         self._shape = (num_nodes, len(uniq))
         self.has_in = (deg > 0)[:, None]
         self._mean: dict[torch.dtype, torch.Tensor] = {}
+
+    @classmethod
+    def of(cls, arch: ArchGraph, num_types: int) -> _Messages:
+        """The (cached, per layout, hops and device) message structure of ``arch``."""
+        key = ("ghn_messages", arch.hops, num_types, str(arch.edge_index.device))
+        got = arch.layout._cache.get(key)
+        if got is None:
+            got = arch.layout._cache[key] = cls(arch.edge_index, arch.edge_type, arch.node_feat.shape[0], num_types)
+        return got
 
     def mean(self, g: torch.Tensor) -> torch.Tensor:
         """``[N, d]`` mean over each node's incoming edges of the per-pair messages ``g`` ``[K, d]``."""
@@ -253,11 +262,10 @@ class GHN(nn.Module):
             _check_out(arch, out)
         arch = arch.to(dev)
         h = self.encode(arch.node_feat.to(dt)) + self.kind_emb(arch.node_kind)  # (G + P, d)
-        n_types = num_edge_types(self.config.hops)
-        if arch.edge_type.numel() and int(arch.edge_type.max()) >= n_types:
-            raise ValueError(f"this ArchGraph has virtual edges longer than the GHN's hops={self.config.hops}: build "
-                             f"it with ArchGraph.of(layout, hops={self.config.hops})")
-        messages = _Messages(arch.edge_index, arch.edge_type, h.shape[0], n_types)
+        if arch.hops > self.config.hops:  # its longer virtual edges have types the GHN has no embedding of
+            raise ValueError(f"this ArchGraph was built with hops={arch.hops}, longer than the GHN's "
+                             f"hops={self.config.hops}: build it with ArchGraph.of(layout, hops={self.config.hops})")
+        messages = _Messages.of(arch, num_edge_types(self.config.hops))
         for rnd in self.rounds:
             h = rnd(h, messages)
         G = arch.num_groups
